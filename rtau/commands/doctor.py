@@ -1,0 +1,3 @@
+"""`rtau doctor`: placeholder replaced below."""
+def doctor() -> None:
+    """Report the environment."""

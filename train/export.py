@@ -1,0 +1,2 @@
+def export_command() -> None:
+    raise NotImplementedError
