@@ -48,6 +48,7 @@ PRECISION_FP16_CNN = "fp16-cnn"
 """CNN in FP16, recurrent cell and state in FP32 (what engines run)."""
 
 MANIFEST_SUFFIX = ".json"
+MANIFEST_MODE = 0o644
 
 
 class ContractError(ValueError):
@@ -175,6 +176,7 @@ def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh, indent=2, sort_keys=False)
             fh.write("\n")
+        os.chmod(tmp, MANIFEST_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,69 @@
+"""Shared pytest set-up.
+
+- The `gpu` marker skips cleanly on machines without an NVIDIA GPU.
+- `tiny_model` / `tiny_onnx`: a small randomised model and its contract ONNX exported with
+  `train.export` (torch is imported lazily, so runtime-only test runs do not need it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+
+def _has_nvidia_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+HAS_GPU = _has_nvidia_gpu()
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_GPU:
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (none found by nvidia-smi)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def randomised_model(cfg, seed: int = 0):
+    """An AUModel with non-trivial BN statistics, so parity tests exercise the folded BN."""
+    import torch
+
+    from train.model import AUModel
+
+    torch.manual_seed(seed)
+    model = AUModel(cfg)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    pytest.importorskip("torch")
+    from train.model import ModelConfig
+
+    return randomised_model(ModelConfig.tiny())
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model, tmp_path_factory):
+    from train.export import ExportConfig, export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    path, _ = export_onnx(tiny_model, out, ExportConfig(parity_steps=20))
+    return path

@@ -1,0 +1,59 @@
+"""The step contract: metadata round trip and clear errors for foreign models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rtau.contract import (
+    META_AU_NAMES,
+    META_CONTRACT,
+    ContractError,
+    ModelContract,
+    read_onnx_contract,
+    write_json_atomic,
+)
+
+
+def test_metadata_round_trip():
+    c = ModelContract(crop_size=96, state_size=64, au_names=("AU06", "AU12"),
+                      model_version="1.2", training_data="synthetic", precision="fp16-cnn")
+    assert ModelContract.from_metadata(c.to_metadata()) == c
+
+
+def test_missing_contract_entry():
+    with pytest.raises(ContractError, match="not an rtau step model"):
+        ModelContract.from_metadata({}, source="x.onnx")
+
+
+def test_other_contract_version():
+    meta = ModelContract(112, 8, ("AU01",)).to_metadata()
+    meta[META_CONTRACT] = "rtau.step/99"
+    with pytest.raises(ContractError, match="rtau.step/99"):
+        ModelContract.from_metadata(meta)
+
+
+def test_empty_au_list():
+    meta = ModelContract(112, 8, ("AU01",)).to_metadata()
+    meta[META_AU_NAMES] = ""
+    with pytest.raises(ContractError, match="invalid rtau metadata"):
+        ModelContract.from_metadata(meta)
+
+
+def test_read_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ContractError, match="not found"):
+        read_onnx_contract(tmp_path / "none.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00\x01 definitely not protobuf" * 10)
+    with pytest.raises(ContractError, match="not a readable ONNX model"):
+        read_onnx_contract(bad)
+
+
+def test_write_json_atomic(tmp_path):
+    target = tmp_path / "sub" / "m.json"
+    write_json_atomic(target, {"a": 1})
+    write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["m.json"]
+    assert (target.stat().st_mode & 0o777) == 0o644

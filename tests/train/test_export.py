@@ -1,0 +1,136 @@
+"""Export: the ONNX step follows the contract and matches torch over long unrolled runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from typer.testing import CliRunner  # noqa: E402
+
+import train.export as export_module  # noqa: E402
+from rtau.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from rtau.contract import manifest_path, read_onnx_contract, sha256_file  # noqa: E402
+from tests.conftest import randomised_model  # noqa: E402
+from train.__main__ import app  # noqa: E402
+from train.export import ExportConfig, ExportError, export_onnx, parity_frames  # noqa: E402
+from train.model import ModelConfig, save_checkpoint  # noqa: E402
+
+LONG_RUN = 500
+
+
+def _unrolled_max_error(model, backend, frames: np.ndarray) -> float:
+    """Max abs AU difference between torch FP32 and a backend over frames [T, B, S, S, 3]."""
+    b = frames.shape[1]
+    state = backend.init_state(b)
+    ref_state = torch.zeros(b, model.cfg.hidden_size)
+    worst = 0.0
+    with torch.no_grad():
+        for t in range(frames.shape[0]):
+            aus, state = backend.step(frames[t], state)
+            ref, ref_state = model.step(torch.from_numpy(frames[t]), ref_state)
+            worst = max(worst, float(np.abs(aus - ref.numpy()).max()))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return randomised_model(ModelConfig(), seed=1)
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-4), ("fp16-cnn", 0.05)])
+def test_onnxruntime_matches_torch_over_500_steps(default_model, tmp_path, precision, tolerance):
+    path, manifest = export_onnx(
+        default_model, tmp_path / f"{precision}.onnx",
+        ExportConfig(precision=precision, parity_steps=0),
+    )
+    frames = np.stack([parity_frames(112, LONG_RUN, seed=10), parity_frames(112, LONG_RUN, 11)], 1)
+    backend = OnnxRuntimeBackend(path, device="cpu")
+    assert backend.contract.precision == precision
+    error = _unrolled_max_error(default_model, backend, frames)
+    assert error <= tolerance, f"{precision}: max abs AU error {error} over {LONG_RUN} steps"
+
+
+def test_contract_metadata_and_manifest(tiny_model, tmp_path):
+    path, manifest = export_onnx(tiny_model, tmp_path / "m.onnx",
+                                 ExportConfig(parity_steps=5, model_version="9.9",
+                                              training_data="nothing"))
+    contract = read_onnx_contract(path)
+    assert contract.crop_size == 112 and contract.state_size == tiny_model.cfg.hidden_size
+    assert contract.au_names == tuple(tiny_model.cfg.au_names)
+    assert contract.model_version == "9.9" and contract.training_data == "nothing"
+    on_disk = json.loads(manifest_path(path).read_text())
+    assert on_disk == manifest
+    assert on_disk["onnx_sha256"] == sha256_file(path)
+    assert on_disk["io"]["image"] == {"dtype": "uint8", "shape": ["B", 112, 112, 3]}
+    assert on_disk["parity_vs_torch_fp32"]["max_abs_au_error"] < 1e-3
+
+    graph = onnx.load(str(path)).graph
+    ops = {n.op_type for n in graph.node}
+    assert not ops & {"GRU", "Loop", "Scan", "LSTM"}
+    assert {"Sigmoid", "Tanh"} <= ops
+    # TensorRT rejects a Transpose on UINT8: the image must be cast before the layout change.
+    first_consumer = next(n for n in graph.node if "image" in n.input)
+    assert first_consumer.op_type == "Cast"
+    image_input = next(i for i in graph.input if i.name == "image")
+    assert image_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+
+
+def test_fp16_cnn_layout_keeps_the_cell_fp32(tiny_model, tmp_path):
+    path, _ = export_onnx(tiny_model, tmp_path / "h.onnx",
+                          ExportConfig(precision="fp16-cnn", parity_steps=5))
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    gemms = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert convs and gemms
+    assert all(inits[n.input[1]].data_type == onnx.TensorProto.FLOAT16 for n in convs)
+    assert all(inits[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in gemms
+               if n.input[1] in inits)
+    state_in = next(i for i in model.graph.input if i.name == "state")
+    assert state_in.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_export_refuses_a_model_that_fails_parity(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setitem(export_module.PARITY_TOLERANCE, "fp32", -1.0)
+    out = tmp_path / "refused.onnx"
+    with pytest.raises(ExportError, match="was not written"):
+        export_onnx(tiny_model, out, ExportConfig(parity_steps=3))
+    assert not out.exists() and not manifest_path(out).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_command_writes_a_model_the_runtime_runs(tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()), training_data="fresh init")
+    out = tmp_path / "out" / "tiny.onnx"
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out),
+                                      "--parity-steps", "10"])
+    assert result.exit_code == 0, result.output
+    assert "parity over 10 steps" in result.output
+    backend = OnnxRuntimeBackend(out)
+    images = parity_frames(112, 3)
+    aus, state = backend.step(images, backend.init_state(3))
+    assert aus.shape == (3, 12) and state.shape == (3, backend.contract.state_size)
+    assert backend.contract.training_data == "fresh init"
+
+
+def test_export_command_missing_checkpoint_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "nope.pt"), "--out",
+                                      str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1
+    assert "checkpoint not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_export_leaves_the_model_mode_alone(tiny_model, tmp_path):
+    model = randomised_model(ModelConfig.tiny(), seed=3)
+    export_onnx(model, tmp_path / "a.onnx", ExportConfig(parity_steps=2))
+    assert not any(m.training for m in model.modules())
+    model.train()
+    export_onnx(model, tmp_path / "b.onnx", ExportConfig(parity_steps=2))
+    assert all(m.training for m in model.modules())

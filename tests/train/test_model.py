@@ -1,0 +1,105 @@
+"""The model: unrolled step == forward_sequence, state matters, rows independent, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.conftest import randomised_model  # noqa: E402
+from train.model import (  # noqa: E402
+    AUModel,
+    ModelConfig,
+    count_flops_per_frame,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def _frames(b: int, t: int, s: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, t, s, s, 3), dtype=torch.uint8, generator=g)
+
+
+def test_unrolled_step_equals_forward_sequence():
+    model = randomised_model(ModelConfig.tiny())
+    images = _frames(3, 12, 112)
+    state0 = torch.randn(3, model.cfg.hidden_size)
+    with torch.no_grad():
+        seq_aus, seq_state = model.forward_sequence(images, state0)
+        state = state0
+        steps = []
+        for t in range(images.shape[1]):
+            aus, state = model.step(images[:, t], state)
+            steps.append(aus)
+    assert torch.allclose(torch.stack(steps, 1), seq_aus, atol=1e-5, rtol=0)
+    assert torch.allclose(state, seq_state, atol=1e-6, rtol=0)
+
+
+def test_outputs_are_intensities_in_range():
+    model = randomised_model(ModelConfig.tiny())
+    with torch.no_grad():
+        aus, _ = model.forward_sequence(_frames(2, 4, 112))
+    assert aus.shape == (2, 4, len(model.cfg.au_names))
+    assert float(aus.min()) >= 0.0 and float(aus.max()) <= 5.0
+
+
+def test_state_carries_information():
+    model = randomised_model(ModelConfig.tiny())
+    frame = _frames(1, 1, 112, seed=1)[:, 0]
+    with torch.no_grad():
+        _, history_a = model.forward_sequence(_frames(1, 8, 112, seed=2))
+        _, history_b = model.forward_sequence(_frames(1, 8, 112, seed=3) // 4)
+        out_a, _ = model.step(frame, history_a)
+        out_b, _ = model.step(frame, history_b)
+    assert float((out_a - out_b).abs().max()) > 1e-3
+
+
+def test_batch_rows_are_independent():
+    model = randomised_model(ModelConfig.tiny())
+    images = _frames(4, 5, 112, seed=4)
+    with torch.no_grad():
+        batched, _ = model.forward_sequence(images)
+        alone, _ = model.forward_sequence(images[2:3])
+        swapped = images.clone()
+        swapped[0] = images[3]
+        other, _ = model.forward_sequence(swapped)
+    assert torch.allclose(batched[2:3], alone, atol=1e-5)
+    assert torch.allclose(batched[2], other[2], atol=1e-5)
+
+
+def test_default_config_cost():
+    cfg = ModelConfig()
+    gflops = count_flops_per_frame(cfg) / 1e9
+    assert 0.35 < gflops < 0.65, gflops
+    params = sum(p.numel() for p in AUModel(cfg).parameters())
+    assert params < 3_000_000
+
+
+def test_checkpoint_round_trip_rebuilds_from_config(tmp_path):
+    cfg = ModelConfig.tiny(au_names=("AU06", "AU12"))
+    model = randomised_model(cfg)
+    path = tmp_path / "ckpt" / "model.pt"
+    save_checkpoint(path, model, step=7, training_data="unit test")
+    loaded = load_checkpoint(path)
+    assert loaded.model.cfg == cfg and loaded.step == 7
+    assert loaded.extra["training_data"] == "unit test"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key]), key
+    assert not list(tmp_path.glob("ckpt/.*tmp"))
+
+
+def test_checkpoint_rejects_foreign_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": torch.zeros(2)}, bad)
+    with pytest.raises(ValueError, match="not an rtau checkpoint"):
+        load_checkpoint(bad)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable rtau checkpoint"):
+        load_checkpoint(garbage)
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({"crop_size": 112, "depth": 50})
