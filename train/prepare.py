@@ -1,10 +1,315 @@
-"""`python -m train prepare`: not provided by this version yet."""
+"""`python -m train prepare`: turn a dataset (DISFA, BP4D, a folder of videos) into a clip store.
+
+    python -m train prepare --dataset disfa --root /data/DISFA --out stores/disfa
+    python -m train prepare --dataset videos --root ~/clips --out stores/clips --workers 2
+
+Per frame: MediaPipe FaceLandmarker (rtau.faces, the same wrapper the live app uses) -> the
+largest face -> 5-point alignment to an S x S crop (rtau.align). Frames without a face stay in
+place as gaps (zero crop, face_found False, labels masked), so frame i keeps the labels of frame
+i. Labels are read and checked for every video before any decoding starts. Videos run in
+parallel worker processes (each owns its landmarker); a video enters the store only when
+complete, so an interrupted prepare resumes where it stopped when run again with the same
+arguments. Ends with a summary table of the whole store.
+"""
 
 from __future__ import annotations
 
-from rtau.errors import NotAvailableYet
+import multiprocessing
+import os
+import queue
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from train.data.source import DatasetError, SourceVideo
+from train.data.store import ClipStore, VideoEntry
+from train.data.store_writer import StoreHeader, StoreWriter, VideoEntryWriter
+
+DEFAULT_CROP_SIZE = 112  # rtau.align.CROP_SIZE; not imported so that `--help` stays fast
+MIN_CROP_SIZE = 32
+DEFAULT_WORKERS = max(1, os.cpu_count() or 1)
+PROGRESS_EVERY = 16  # frames between progress messages from a worker
+POLL_SECONDS = 0.1
+MS_PER_SECOND = 1000.0
 
 
-def prepare_command() -> None:
-    """Not available in this version yet."""
-    raise NotAvailableYet("`python -m train prepare` is not available in this version yet")
+class Dataset(StrEnum):
+    disfa = "disfa"
+    bp4d = "bp4d"
+    videos = "videos"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Settings of one prepare run (CLI flags map 1:1 to these fields).
+
+    dataset: layout of `root` (disfa, bp4d, videos; see train/data/<dataset>.py).
+    out: the clip store folder (created, or resumed if it holds a store of the same settings).
+    crop_size: S, side of the aligned crops in pixels.
+    workers: processes working on different videos at once.
+    max_faces: faces the landmarker looks for per frame; the largest one is kept.
+    """
+
+    dataset: str
+    root: Path
+    out: Path
+    crop_size: int = DEFAULT_CROP_SIZE
+    workers: int = DEFAULT_WORKERS
+    max_faces: int = 1
+
+    def check(self) -> None:
+        if self.dataset not in {d.value for d in Dataset}:
+            raise ValueError(f"unknown dataset {self.dataset!r} (disfa, bp4d or videos)")
+        if self.crop_size < MIN_CROP_SIZE:
+            raise ValueError(f"--crop-size must be at least {MIN_CROP_SIZE}, got {self.crop_size}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {self.workers}")
+        if self.max_faces < 1:
+            raise ValueError(f"--max-faces must be at least 1, got {self.max_faces}")
+
+
+def read_dataset(dataset: str, root: Path) -> list[SourceVideo]:
+    """The checked entries of a dataset folder (DatasetError on anything malformed)."""
+    if dataset == Dataset.disfa:
+        from train.data.disfa import read_disfa
+
+        return read_disfa(root)
+    if dataset == Dataset.bp4d:
+        from train.data.bp4d import read_bp4d
+
+        return read_bp4d(root)
+    from train.data.videos import read_videos
+
+    return read_videos(root)
+
+
+def _timestamps_ms(fps: float):
+    """Strictly increasing integer timestamps, as MediaPipe's video mode requires."""
+    previous, index = -1, 0
+    while True:
+        now = max(previous + 1, int(round(index * MS_PER_SECOND / fps)))
+        yield now
+        previous, index = now, index + 1
+
+
+def _largest(faces):
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+
+def prepare_video(
+    source: SourceVideo, store_root: Path, crop_size: int, max_faces: int, report=None
+) -> VideoEntry:
+    """Detect, align and store one video; returns its entry (its folder is then in videos/).
+
+    report(video_id, frames_done_since_last_report) is called every few frames.
+    """
+    from rtau.align import align_face
+    from rtau.faces import FaceDetector
+
+    pending = 0
+    with (
+        FaceDetector(max_faces=max_faces, video=True) as detector,
+        VideoEntryWriter(store_root, source.id, crop_size) as writer,
+    ):
+        for frame, timestamp in zip(source.frames(), _timestamps_ms(source.fps), strict=False):
+            faces = detector.detect(frame, timestamp)
+            if faces:
+                face = _largest(faces)
+                aligned = align_face(frame, face.landmarks, crop_size)
+                writer.append(aligned.crop, face.landmarks)
+            else:
+                writer.append(None, None)
+            pending += 1
+            if report is not None and pending >= PROGRESS_EVERY:
+                report(source.id, pending)
+                pending = 0
+        n = writer.num_frames
+        labels = source.labels if source.labeled else np.zeros((n, 0), np.float32)
+        mask = source.mask if source.labeled else np.zeros((n, 0), bool)
+        entry = writer.finish(source.subject, labels, mask, source.au_names, str(source.path))
+    if report is not None and pending:
+        report(source.id, pending)
+    return entry
+
+
+_WORKER_QUEUE = None  # set in each worker process by _init_worker
+
+
+def _init_worker(progress_queue) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = progress_queue
+
+
+def _report_to_queue(video_id: str, frames: int) -> None:
+    _WORKER_QUEUE.put((video_id, frames))
+
+
+def _worker(source: SourceVideo, store_root: Path, crop_size: int, max_faces: int) -> VideoEntry:
+    return prepare_video(source, store_root, crop_size, max_faces, _report_to_queue)
+
+
+def _progress(console: Console, disable: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+    )
+
+
+def _run_parallel(pending, config: PrepareConfig, writer: StoreWriter, progress, task) -> None:
+    """Videos in worker processes; the parent alone writes the index as each one completes."""
+    context = multiprocessing.get_context("spawn")  # MediaPipe's threads do not survive fork
+    progress_queue = context.Queue()
+
+    def drain() -> None:
+        while True:
+            try:
+                _, frames = progress_queue.get_nowait()
+            except queue.Empty:
+                return
+            progress.advance(task, frames)
+
+    with ProcessPoolExecutor(
+        max_workers=min(config.workers, len(pending)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(progress_queue,),
+    ) as pool:
+        futures = {
+            pool.submit(_worker, s, config.out, config.crop_size, config.max_faces): s
+            for s in pending
+        }
+        try:
+            while futures:
+                done, _ = wait(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                drain()
+                for future in done:
+                    futures.pop(future)
+                    writer.add(future.result())
+        except BaseException as exc:
+            running = sum(f.running() for f in futures)
+            if running and not isinstance(exc, KeyboardInterrupt):
+                progress.console.print(
+                    f"stopping: letting {running} video(s) in progress finish (kept for resuming)"
+                )
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    drain()
+
+
+def prepare(config: PrepareConfig, console: Console | None = None) -> ClipStore:
+    """Run a prepare (resuming if `config.out` holds part of the same store); returns the store."""
+    config.check()
+    console = console or Console()
+    sources = read_dataset(config.dataset, Path(config.root))
+    au_names = sources[0].au_names
+    for source in sources:
+        if source.au_names != au_names:  # the readers guarantee it; the store relies on it
+            raise DatasetError(f"{source.path}: AUs {source.au_names} differ from {au_names}")
+    header = StoreHeader(config.dataset, config.crop_size, au_names, str(Path(config.root)))
+    with StoreWriter(config.out, header) as writer:
+        done = writer.done_ids()
+        pending = [s for s in sources if s.id not in done]
+        if done:
+            console.print(
+                f"resuming {config.out}: {len(sources) - len(pending)} of {len(sources)} "
+                "videos already prepared"
+            )
+        started = time.perf_counter()
+        total = sum(s.num_frames for s in pending)
+        with _progress(console, disable=not pending) as progress:
+            task = progress.add_task(f"prepare {config.dataset}", total=total or None)
+            if config.workers == 1 or len(pending) <= 1:
+                for source in pending:
+                    entry = prepare_video(
+                        source,
+                        config.out,
+                        config.crop_size,
+                        config.max_faces,
+                        lambda _, frames: progress.advance(task, frames),
+                    )
+                    writer.add(entry)
+            else:
+                _run_parallel(pending, config, writer, progress, task)
+        elapsed = time.perf_counter() - started
+    store = ClipStore(config.out)
+    console.print(summary_table(store))
+    if pending:
+        frames = sum(store.entry(s.id).num_frames for s in pending)
+        console.print(
+            f"prepared {len(pending)} videos, {frames} frames in {elapsed:.1f} s "
+            f"({frames / max(elapsed, 1e-9):.1f} frames/s)"
+        )
+    return store
+
+
+def summary_table(store: ClipStore) -> Table:
+    """Videos, frames, faces found and labeled frames per AU of a whole store (pure)."""
+    frames = sum(v.num_frames for v in store.videos)
+    found = sum(v.faces_found for v in store.videos)
+    table = Table(
+        title=f"{store.dataset} clip store, {store.crop_size} px crops",
+        caption=str(store.root),
+    )
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_column("share of frames", justify="right")
+
+    def share(n: int) -> str:
+        return f"{100.0 * n / frames:.1f}%" if frames else "-"
+
+    table.add_row("videos", str(len(store.videos)), "")
+    table.add_row("subjects", str(len({v.subject for v in store.videos})), "")
+    table.add_row("frames", str(frames), "")
+    table.add_row("faces found", str(found), share(found))
+    for name in store.au_names:
+        labeled = sum(v.labeled_frames.get(name, 0) for v in store.videos)
+        table.add_row(f"labeled {name}", str(labeled), share(labeled))
+    return table
+
+
+def prepare_command(
+    dataset: Annotated[Dataset, typer.Option("--dataset", help="Layout of --root.")],
+    root: Annotated[Path, typer.Option("--root", help="The dataset folder, as distributed.")],
+    out: Annotated[Path, typer.Option("--out", help="Clip store folder (created or resumed).")],
+    crop_size: Annotated[
+        int, typer.Option("--crop-size", help="Side S of the aligned crops, px.")
+    ] = DEFAULT_CROP_SIZE,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Videos processed in parallel.")
+    ] = DEFAULT_WORKERS,
+    max_faces: Annotated[
+        int, typer.Option("--max-faces", help="Faces looked for per frame; the largest is kept.")
+    ] = 1,
+) -> None:
+    """Detect, align and store every frame of a dataset as a clip store for training."""
+    config = PrepareConfig(
+        dataset=dataset.value,
+        root=root,
+        out=out,
+        crop_size=crop_size,
+        workers=workers,
+        max_faces=max_faces,
+    )
+    prepare(config, Console())

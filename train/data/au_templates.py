@@ -1,0 +1,308 @@
+"""Per-AU displacement templates on the MediaPipe face mesh, for the synthetic video generator.
+
+`FaceTemplates.from_landmarks(landmarks)` turns the 478 landmarks of one *neutral* base face
+(float[478, 3]: x, y in image pixels, z in MediaPipe's scale, as `rtau.faces.Face.landmarks`)
+into one displacement field per action unit: float32[478, 2] in image pixels, the motion of
+every landmark at intensity 5 (FACS "E", the maximum). `displace(intensities)` sums the fields
+times intensity / 5 and keeps the lids and the lips from crossing each other.
+
+The fields are written by us from FACS descriptions (see `rtau.aus`), in a face frame whose
+origin is the midpoint of the eye centres, whose u axis runs from the subject's right eye to
+the left eye and whose v axis points down the face; one unit is the inter-ocular distance
+(IOD, eye centre to eye centre, about 6.3 cm on an adult). Amplitudes are FACS-sized: a
+maximal brow raise moves the brows ~0.2 IOD (~1.3 cm), far above the ~0.03 IOD jitter of
+5-point alignment, so brows survive alignment. Geometry only: no wrinkles, furrows or bulges.
+
+Run `python -m train synth --preview sheet.png ...` to look at every template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from train.data import face_regions as mesh
+
+# Amplitudes at intensity 5, in IOD units (u lateral, v down). Named so they can be tuned in
+# one place; every template below reads only these.
+BROW_RAISE_INNER = 0.20  # AU1: inner brow up
+BROW_RAISE_OUTER = 0.18  # AU2: outer brow up
+BROW_LOWER_DOWN = 0.11  # AU4: brows down ...
+BROW_LOWER_IN = 0.07  # ... and together
+UPPER_LID_RAISE = 0.06  # AU5
+CHEEK_RAISE = 0.07  # AU6: cheek skin up
+LOWER_LID_RAISE = 0.04  # AU6: lower lid pushed up
+NOSE_WING_RAISE = 0.07  # AU9
+UPPER_LIP_RAISE_AU9 = 0.035  # AU9 drags the upper lip up
+SMILE_OUT, SMILE_UP = 0.16, 0.15  # AU12: lip corners up and out (a real broad smile: ~0.19, 0.17)
+DEPRESS_OUT, DEPRESS_DOWN = 0.015, 0.08  # AU15: lip corners down
+CHIN_RAISE = 0.07  # AU17: chin boss up
+LOWER_LIP_PUSH = 0.035  # AU17: lower lip pushed up
+STRETCH_OUT, STRETCH_DOWN = 0.12, 0.02  # AU20: lip corners sideways
+LIPS_PART_LOWER, LIPS_PART_UPPER = 0.08, 0.045  # AU25: lips apart without the jaw
+JAW_DROP = 0.30  # AU26: chin down
+BLINK_CLOSURE = 1.0  # AU45: fraction of the lid aperture closed at intensity 5
+
+MAX_INTENSITY = 5.0
+TEMPLATE_AUS: tuple[str, ...] = (
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU05",
+    "AU06",
+    "AU09",
+    "AU12",
+    "AU15",
+    "AU17",
+    "AU20",
+    "AU25",
+    "AU26",
+    "AU45",
+)
+"""AUs with a template: the 12 DISFA AUs plus AU45 (blink)."""
+
+LID_MIN_GAP = 0.004  # IOD: closed lids / lips keep this gap so triangles never flip
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """Face-aligned 2-D frame of one face: origin (px), unit axes u/v (image px), IOD (px)."""
+
+    origin: np.ndarray  # float64[2]
+    u_axis: np.ndarray  # float64[2], subject's right eye -> left eye
+    v_axis: np.ndarray  # float64[2], down the face
+    iod: float
+
+    @classmethod
+    def from_landmarks(cls, xy: np.ndarray) -> FaceFrame:
+        right = xy[list(mesh.RIGHT_EYE_LOOP)].mean(axis=0)
+        left = xy[list(mesh.LEFT_EYE_LOOP)].mean(axis=0)
+        delta = left - right
+        iod = float(np.hypot(*delta))
+        if iod < 4.0:
+            raise ValueError(
+                f"face too small for the generator (inter-ocular distance {iod:.1f} px)"
+            )
+        u = delta / iod
+        v = np.array([-u[1], u[0]])
+        return cls((left + right) / 2.0, u, v, iod)
+
+    def to_face(self, xy: np.ndarray) -> np.ndarray:
+        """Image px float[N, 2] -> face units float64[N, 2] (u, v)."""
+        rel = np.asarray(xy, np.float64) - self.origin
+        return np.stack([rel @ self.u_axis, rel @ self.v_axis], axis=1) / self.iod
+
+    def vectors_to_image(self, duv: np.ndarray) -> np.ndarray:
+        """Displacements in face units float[N, 2] -> image px float32[N, 2]."""
+        out = self.iod * (duv[:, :1] * self.u_axis + duv[:, 1:2] * self.v_axis)
+        return out.astype(np.float32)
+
+
+def _smoothstep(edge0: np.ndarray | float, edge1: np.ndarray | float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (np.asarray(edge1) - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _chain_v_at(chain: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """v of a polyline chain (float[M, 2], face units) at abscissa u (clamped at its ends)."""
+    order = np.argsort(chain[:, 0])
+    return np.interp(u, chain[order, 0], chain[order, 1])
+
+
+def _gauss(p: np.ndarray, centre: np.ndarray, sigma_u: float, sigma_v: float) -> np.ndarray:
+    d = p - centre
+    return np.exp(-0.5 * ((d[:, 0] / sigma_u) ** 2 + (d[:, 1] / sigma_v) ** 2))
+
+
+class FaceTemplates:
+    """Displacement fields of every template AU for one base face (see module docstring)."""
+
+    def __init__(self, landmarks: np.ndarray, gains: dict[str, float] | None = None):
+        """landmarks: float[478, 3] (or [478, 2]) of a neutral face in image px.
+
+        gains: optional per-AU multipliers (a subject's own expressiveness), default 1.
+        """
+        lm = np.asarray(landmarks, np.float64)
+        if lm.ndim != 2 or lm.shape[0] != mesh.NUM_LANDMARKS or lm.shape[1] < 2:
+            raise ValueError(f"expected landmarks of shape [478, 2|3], got {lm.shape}")
+        self.base_xy = lm[:, :2].astype(np.float32)
+        self.frame = FaceFrame.from_landmarks(lm[:, :2])
+        p = self.frame.to_face(lm[:, :2])
+        z = lm[:, 2] / self.frame.iod if lm.shape[1] > 2 else np.zeros(len(lm))
+        self._p = p
+        fields = _fields(p, z)
+        gains = gains or {}
+        self.fields: dict[str, np.ndarray] = {
+            au: self.frame.vectors_to_image(duv * gains.get(au, 1.0)) for au, duv in fields.items()
+        }
+
+    @property
+    def aus(self) -> tuple[str, ...]:
+        return tuple(self.fields)
+
+    def displace(self, intensities: dict[str, float] | np.ndarray) -> np.ndarray:
+        """Landmarks float32[478, 2] (image px) of the face at these AU intensities (0..5).
+
+        intensities: {AU name: value} or float[len(TEMPLATE_AUS)] in `TEMPLATE_AUS` order.
+        Upper lids never pass the lower lids and the lower inner lip never passes the upper
+        one (they stop `LID_MIN_GAP` IOD apart).
+        """
+        if not isinstance(intensities, dict):
+            intensities = dict(zip(TEMPLATE_AUS, np.asarray(intensities, np.float64), strict=True))
+        out = self.base_xy.astype(np.float64).copy()
+        for au, value in intensities.items():
+            if value:
+                out += self.fields[au] * (float(value) / MAX_INTENSITY)
+        return self._keep_order(out).astype(np.float32)
+
+    def _keep_order(self, xy: np.ndarray) -> np.ndarray:
+        """Clamp lids and inner lips in the face frame so that closing never inverts them."""
+        p = self.frame.to_face(xy)
+        pairs = (
+            (mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER),
+            (mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER),
+            (mesh.INNER_LIP_UPPER, mesh.INNER_LIP_LOWER),
+        )
+        changed = False
+        for upper, lower in pairs:
+            inner_up, inner_low = list(upper[1:-1]), list(lower[1:-1])
+            low_v = _chain_v_at(p[list(lower)], p[inner_up, 0])
+            limit = low_v - LID_MIN_GAP
+            over = p[inner_up, 1] > limit
+            if over.any():
+                changed = True
+                idx = np.asarray(inner_up)[over]
+                p[idx, 1] = limit[over]
+            # the lower chain must also stay below the (possibly clamped) upper chain
+            up_v = _chain_v_at(p[list(upper)], p[inner_low, 0])
+            under = p[inner_low, 1] < up_v + LID_MIN_GAP
+            if under.any():
+                changed = True
+                idx = np.asarray(inner_low)[under]
+                p[idx, 1] = (up_v + LID_MIN_GAP)[under]
+        if not changed:
+            return xy
+        f = self.frame
+        return f.origin + f.iod * (p[:, :1] * f.u_axis + p[:, 1:2] * f.v_axis)
+
+
+def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
+    """All template fields in face units (float64[478, 2] each), at intensity 5."""
+    n = len(p)
+    fields = {au: np.zeros((n, 2)) for au in TEMPLATE_AUS}
+    u, v = p[:, 0], p[:, 1]
+
+    # --- brows and lids -------------------------------------------------------------------
+    for upper, lower, brow_inner, brow_outer in (
+        (mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER, mesh.RIGHT_BROW_INNER, mesh.RIGHT_BROW_OUTER),
+        (mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER, mesh.LEFT_BROW_INNER, mesh.LEFT_BROW_OUTER),
+    ):
+        up_chain, low_chain = p[list(upper)], p[list(lower)]
+        eye_u0, eye_u1 = sorted((up_chain[0, 0], up_chain[-1, 0]))
+        eye_mid, eye_half = (eye_u0 + eye_u1) / 2.0, (eye_u1 - eye_u0) / 2.0
+        side = np.sign(eye_mid)  # +1 for the subject's left eye (image right)
+        lid_v = _chain_v_at(up_chain, u)
+        low_v = _chain_v_at(low_chain, u)
+        near_eye = np.exp(-0.5 * ((u - eye_mid) / (eye_half * 1.1)) ** 2)
+        # upper-face weight: 0 at the upper lid margin, 1 from 0.15 IOD above it
+        above_lid = _smoothstep(lid_v, lid_v - 0.15, v)
+        inner = p[list(brow_inner)].mean(axis=0)
+        outer = p[list(brow_outer)].mean(axis=0)
+        # brows carry the forehead with them (long reach upwards), the lid skin less
+        g_in = _gauss(p, inner, 0.20, 0.40) * above_lid
+        g_out = _gauss(p, outer, 0.20, 0.40) * above_lid
+        fields["AU01"][:, 1] -= BROW_RAISE_INNER * g_in
+        fields["AU02"][:, 1] -= BROW_RAISE_OUTER * g_out
+        g_brow = _gauss(p, inner * 0.7 + outer * 0.3, 0.28, 0.35) * above_lid
+        fields["AU04"][:, 1] += BROW_LOWER_DOWN * g_brow
+        fields["AU04"][:, 0] -= side * BROW_LOWER_IN * _gauss(p, inner, 0.22, 0.35) * above_lid
+
+        # lids: bell profile across the eye, zero at the corners
+        profile = np.clip(1.0 - ((u - eye_mid) / eye_half) ** 2, 0.0, 1.0)
+        on_upper = np.zeros(n, bool)
+        on_upper[list(upper[1:-1])] = True
+        on_lower = np.zeros(n, bool)
+        on_lower[list(lower[1:-1])] = True
+        # skin between lid margin and brow follows the margin, fading upwards
+        lid_skin = np.where(v < lid_v, np.exp(-(lid_v - v) / 0.10), 0.0) * near_eye
+        lid_skin[on_upper] = 1.0
+        lid_skin[on_lower] = 0.0
+        fields["AU05"][:, 1] -= UPPER_LID_RAISE * profile * lid_skin
+        gap = np.clip(low_v - lid_v, 0.0, None)
+        # the margin closes onto the lower lid everywhere (no sclera slivers at the corners)
+        close = np.where(on_upper, 1.0, profile) * lid_skin
+        fields["AU45"][:, 1] += BLINK_CLOSURE * gap * close
+        # AU6: cheek pushes the lower lid up; only skin at or below the lower lid moves
+        below_lid = np.where(v >= low_v - 1e-6, 1.0, 0.0) * near_eye
+        below_lid[on_lower] = 1.0
+        below_lid[on_upper] = 0.0
+        cheek = np.array([eye_mid + side * 0.05, 0.42])
+        fields["AU06"][:, 1] -= CHEEK_RAISE * _gauss(p, cheek, 0.28, 0.25) * (v > low_v)
+        fields["AU06"][:, 1] -= (
+            LOWER_LID_RAISE * profile * below_lid * np.exp(-np.clip(v - low_v, 0.0, None) / 0.12)
+        )
+
+    # --- nose -----------------------------------------------------------------------------
+    for wing in (mesh.RIGHT_NOSE_WING, mesh.LEFT_NOSE_WING):
+        fields["AU09"][:, 1] -= NOSE_WING_RAISE * _gauss(p, p[list(wing)].mean(axis=0), 0.13, 0.13)
+    for brow_inner in (mesh.RIGHT_BROW_INNER, mesh.LEFT_BROW_INNER):
+        above = _smoothstep(0.0, -0.2, v)
+        fields["AU09"][:, 1] += (
+            0.3 * BROW_LOWER_DOWN * _gauss(p, p[list(brow_inner)].mean(0), 0.15, 0.2) * above
+        )
+
+    # --- mouth ----------------------------------------------------------------------------
+    in_up, in_low = p[list(mesh.INNER_LIP_UPPER)], p[list(mesh.INNER_LIP_LOWER)]
+    corner_r = p[mesh.LIP_CORNER_RIGHT]
+    corner_l = p[mesh.LIP_CORNER_LEFT]
+    mouth_c = (corner_r + corner_l) / 2.0
+    half_w = abs(corner_l[0] - corner_r[0]) / 2.0
+    s = (u - mouth_c[0]) / half_w  # -1 .. 1 between the lip corners
+    mouth_line = (_chain_v_at(in_up, u) + _chain_v_at(in_low, u)) / 2.0
+    d = v - mouth_line  # signed distance below the lip line (IOD)
+    d[list(mesh.INNER_LIP_UPPER[1:-1])] = -LID_MIN_GAP
+    d[list(mesh.INNER_LIP_LOWER[1:-1])] = LID_MIN_GAP
+    beyond = np.clip(np.abs(s) - 1.0, 0.0, None) * half_w
+    width = 0.005 + 0.6 * beyond  # sharp split between the lips, smooth in the cheeks
+    lower_part = _smoothstep(-width, width, d)  # 1 on the lower lip, chin and jaw
+    upper_part = 1.0 - lower_part
+    lip_profile = np.clip(1.0 - s**2, 0.0, 1.0)
+
+    for corner, sign in ((corner_r, -1.0), (corner_l, 1.0)):
+        own_side = (s * sign) > 0
+        along = np.where(np.abs(s) <= 1.0, np.abs(s) ** 2 * np.exp(-0.5 * (d / 0.16) ** 2), 0.0)
+        radial = np.exp(-0.5 * np.sum((p - corner) ** 2, axis=1) / 0.22**2)
+        w = np.where(np.abs(s) <= 1.0, along, radial) * own_side
+        fields["AU12"] += w[:, None] * np.array([sign * SMILE_OUT, -SMILE_UP])
+        fields["AU15"] += w[:, None] * np.array([sign * DEPRESS_OUT, DEPRESS_DOWN])
+        fields["AU20"] += w[:, None] * np.array([sign * STRETCH_OUT, STRETCH_DOWN])
+        # AU12 lifts the cheek above the corner too (nasolabial region)
+        cheek = corner + np.array([sign * 0.12, -0.28])
+        # ... fading to nothing at the lips, so AU12 alone keeps them closed
+        fade = _smoothstep(-0.02, -0.15, d) * upper_part
+        fields["AU12"][:, 1] -= 0.4 * SMILE_UP * _gauss(p, cheek, 0.18, 0.18) * fade
+
+    lip_fall_low = np.exp(-0.5 * (np.clip(d, 0.0, None) / 0.13) ** 2)
+    lip_fall_up = np.exp(-0.5 * (np.clip(-d, 0.0, None) / 0.08) ** 2)
+    fields["AU25"][:, 1] += LIPS_PART_LOWER * lip_profile * lower_part * lip_fall_low
+    fields["AU25"][:, 1] -= LIPS_PART_UPPER * lip_profile * upper_part * lip_fall_up
+    # the lower lip follows the raised upper lip, so AU9 alone does not part the lips
+    lift = upper_part * lip_fall_up + 0.9 * lower_part * lip_fall_low
+    fields["AU09"][:, 1] -= UPPER_LIP_RAISE_AU9 * lip_profile * lift
+
+    chin = p[mesh.CHIN]
+    chin_boss = (chin + p[mesh.LOWER_LIP_BOTTOM]) / 2.0
+    fields["AU17"][:, 1] -= CHIN_RAISE * _gauss(p, chin_boss, 0.22, 0.16) * lower_part
+    fields["AU17"][:, 1] -= LOWER_LIP_PUSH * lip_profile * lower_part * lip_fall_low
+    fields["AU17"][:, 1] -= 0.5 * LOWER_LIP_PUSH * lip_profile * upper_part * lip_fall_up
+
+    # AU26: the jaw rotates about the jaw joints, which sit far behind the face: points in
+    # front (chin, lower lip) move most, the jaw angles near the ears hardly move. Depth (z,
+    # smaller = nearer) from the landmarker gives each point's lever arm.
+    z_pivot = z[list(mesh.JAW_PIVOTS)].mean()
+    lever = np.clip((z_pivot - z) / max(z_pivot - z[mesh.CHIN], 1e-6), 0.0, 1.1)
+    if not np.isfinite(lever).all() or np.ptp(z) == 0:
+        lever = np.clip((v - 0.0) / max(chin[1], 1e-6), 0.0, 1.0)  # no depth: vertical lever
+    fields["AU26"][:, 1] += JAW_DROP * lever * lower_part
+    return fields
