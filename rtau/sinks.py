@@ -1,0 +1,154 @@
+"""Result writers: CSV and JSONL, one row per face per frame, flushed after every frame.
+
+Run: `with CsvSink("out.csv", au_names) as sink: sink.write(frame_index, timestamp_ms, faces)`.
+
+Columns (CSV header / JSONL keys): `frame` (0-based index in the source), `timestamp_ms`,
+`face_id` (the tracker's id), `x0, y0, x1, y1` (face box in frame pixels), then one column per
+AU named as in the model's manifest (`AU01`, ...), intensities 0..5 with 4 decimals. JSONL rows
+carry `box` as a list and `aus` as an object. A frame without a face writes no row, so a video
+without faces gives a header-only CSV / an empty JSONL.
+
+The file is written under its final name and flushed after each frame (not renamed at the end)
+on purpose: a live session's table can be followed while it grows, and an interrupted or killed
+run keeps every frame completed before it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+KEY_COLUMNS = ("frame", "timestamp_ms", "face_id")
+DECIMALS = 4
+BOX_DECIMALS = 1
+
+
+class EstimateLike(Protocol):
+    """What a sink reads from an estimate (rtau.estimator.FaceEstimate has these)."""
+
+    id: int
+    box: tuple[float, float, float, float]
+    aus: np.ndarray
+
+
+def csv_columns(au_names: Sequence[str]) -> list[str]:
+    return [*KEY_COLUMNS, *BOX_COLUMNS, *au_names]
+
+
+class _FileSink:
+    def __init__(self, path: str | os.PathLike, au_names: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.au_names = tuple(au_names)
+        self.rows = 0
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+
+    def _check(self, face: EstimateLike) -> None:
+        if len(face.aus) != len(self.au_names):
+            raise ValueError(f"{self.path}: a face has {len(face.aus)} AU values, the header has "
+                             f"{len(self.au_names)}")
+
+    def write(self, frame_index: int, timestamp_ms: float,
+              faces: Sequence[EstimateLike]) -> None:
+        for face in faces:
+            self._check(face)
+            self._write_row(frame_index, timestamp_ms, face)
+            self.rows += 1
+        self._fh.flush()
+
+    def _write_row(self, frame_index: int, timestamp_ms: float, face: EstimateLike) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CsvSink(_FileSink):
+    """CSV with a header row; see the module docstring for the columns."""
+
+    def __init__(self, path: str | os.PathLike, au_names: Sequence[str]) -> None:
+        super().__init__(path, au_names)
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(csv_columns(self.au_names))
+        self._fh.flush()
+
+    def _write_row(self, frame_index: int, timestamp_ms: float, face: EstimateLike) -> None:
+        self._writer.writerow([
+            frame_index, f"{timestamp_ms:.1f}", face.id,
+            *(f"{v:.{BOX_DECIMALS}f}" for v in face.box),
+            *(f"{float(v):.{DECIMALS}f}" for v in face.aus),
+        ])
+
+
+class JsonlSink(_FileSink):
+    """One JSON object per line: frame, timestamp_ms, face_id, box [x0,y0,x1,y1], aus {name: v}."""
+
+    def _write_row(self, frame_index: int, timestamp_ms: float, face: EstimateLike) -> None:
+        record = {
+            "frame": frame_index,
+            "timestamp_ms": round(float(timestamp_ms), 1),
+            "face_id": int(face.id),
+            "box": [round(float(v), BOX_DECIMALS) for v in face.box],
+            "aus": {n: round(float(v), DECIMALS) for n, v in zip(self.au_names, face.aus,
+                                                                   strict=True)},
+        }
+        self._fh.write(json.dumps(record) + "\n")
+
+
+class SinkGroup:
+    """Several sinks written and closed together (closing never stops at the first error)."""
+
+    def __init__(self, sinks: Sequence[_FileSink] = ()) -> None:
+        self.sinks = list(sinks)
+
+    def write(self, frame_index: int, timestamp_ms: float,
+              faces: Sequence[EstimateLike]) -> None:
+        for sink in self.sinks:
+            sink.write(frame_index, timestamp_ms, faces)
+
+    def close(self) -> None:
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> SinkGroup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_sinks(au_names: Sequence[str], csv_path: str | os.PathLike | None = None,
+               jsonl_path: str | os.PathLike | None = None) -> SinkGroup:
+    """Open the sinks asked for; on failure, close what was opened and re-raise."""
+    group = SinkGroup()
+    try:
+        if csv_path is not None:
+            group.sinks.append(CsvSink(csv_path, au_names))
+        if jsonl_path is not None:
+            group.sinks.append(JsonlSink(jsonl_path, au_names))
+    except OSError:
+        group.close()
+        raise
+    return group

@@ -1,0 +1,113 @@
+"""Frame sources on real video: files in order with nothing skipped, live sources newest-first
+with reconnection, and one clear error per bad source."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import pytest
+
+from rtau.capture import Backoff, LiveSource, SourceError, VideoFileSource, open_source
+from rtau.media import test_media as media_file
+
+SINGLE_FACE_FRAMES = 72
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return media_file("single_face.mp4")
+
+
+def test_file_is_read_in_order_without_skipping(clip):
+    with open_source(str(clip)) as source:
+        assert isinstance(source, VideoFileSource) and not source.live
+        assert source.size == (640, 360) and source.fps == pytest.approx(30.0)
+        frames = list(source.frames(prefetch=3))
+    assert [f.index for f in frames] == list(range(SINGLE_FACE_FRAMES))
+    assert frames[30].timestamp_ms == pytest.approx(1000.0)
+    # The prefetching thread must hand over exactly what a plain sequential decode gives.
+    cap = cv2.VideoCapture(str(clip))
+    for frame in frames:
+        ok, image = cap.read()
+        assert ok and (image == frame.image).all()
+    assert not cap.read()[0]
+
+
+def test_prefetch_stops_early_when_asked(clip):
+    stop = threading.Event()
+    with VideoFileSource(clip) as source:
+        seen = []
+        for frame in source.frames(prefetch=2, stop=stop):
+            seen.append(frame.index)
+            if len(seen) == 5:
+                stop.set()
+        assert seen[:5] == [0, 1, 2, 3, 4] and len(seen) < SINGLE_FACE_FRAMES
+
+
+def _file_opener(path, calls, fail_after=None):
+    def opener():
+        calls.append(time.monotonic())
+        if fail_after is not None and len(calls) > fail_after:
+            return None
+        cap = cv2.VideoCapture(str(path))
+        return cap if cap.isOpened() else None
+
+    return opener
+
+
+def test_live_source_hands_over_newest_frame_and_drops_stale_ones(clip):
+    calls = []
+    # The file decodes much faster than this consumer reads: a camera outpacing processing.
+    with LiveSource(_file_opener(clip, calls, fail_after=1), "fake camera",
+                    Backoff(first_s=0.01, attempts=1)) as source:
+        got = []
+        while (frame := source.read(timeout=2.0)) is not None:
+            got.append(frame.index)
+            time.sleep(0.03)
+        assert source.gave_up
+    assert got == sorted(set(got)), "a frame was handed over twice or out of order"
+    assert len(got) < SINGLE_FACE_FRAMES and source.dropped > 0
+    assert got[-1] == SINGLE_FACE_FRAMES - 1, "the newest frame must be the last one handed over"
+
+
+def test_live_source_reconnects_with_backoff_and_reports(clip):
+    calls, messages = [], []
+    backoff = Backoff(first_s=0.05, max_s=0.2, attempts=4)
+    with LiveSource(_file_opener(clip, calls, fail_after=2), "flaky camera", backoff,
+                    on_status=messages.append) as source:
+        frames = 0
+        while source.read(timeout=3.0) is not None:
+            frames += 1
+        assert source.gave_up and source.reconnects == 1
+    # First open, one successful reopen after the stream ended, then 4 failed attempts.
+    assert len(calls) == 2 + 4
+    gaps = [b - a for a, b in zip(calls[2:], calls[3:], strict=False)]
+    assert all(g2 >= g1 * 0.9 for g1, g2 in zip(gaps, gaps[1:], strict=False)), gaps
+    assert any("reconnected" in m for m in messages)
+    assert messages[-1] == "flaky camera gave up reconnecting"
+    assert frames >= 2
+
+
+def test_backoff_doubles_and_caps():
+    assert list(Backoff(first_s=0.5, max_s=2.0, attempts=5).delays()) == [0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_missing_camera_is_one_clear_error():
+    with pytest.raises(SourceError, match="no camera at index 9"):
+        open_source("9")
+
+
+def test_missing_file_and_non_video_are_clear_errors(tmp_path):
+    with pytest.raises(SourceError, match="video file not found: .*nope.mp4"):
+        open_source(str(tmp_path / "nope.mp4"))
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n")
+    with pytest.raises(SourceError, match=r"notes.mp4 is not a readable video"):
+        open_source(str(text))
+
+
+def test_unreachable_stream_is_a_clear_error():
+    with pytest.raises(SourceError, match="cannot open the stream rtsp://127.0.0.1:9/"):
+        open_source("rtsp://127.0.0.1:9/none")

@@ -1,0 +1,165 @@
+"""AUEstimator on real clips: one batched step per frame for all faces, one recurrent state per
+tracked face id, zero state for a new face, state freed when the tracker drops a face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtau import AUEstimator
+from rtau.backends import BackendError
+from rtau.backends.onnxruntime import OnnxRuntimeBackend
+from rtau.capture import VideoFileSource
+from rtau.estimator import choose_backend
+from rtau.media import test_media as media_file
+from rtau.model_files import ModelNotFound, resolve_model
+
+MAX_LOST = 10
+
+
+class CountingBackend(OnnxRuntimeBackend):
+    """The real ONNX Runtime backend, recording the batch size of every step it runs."""
+
+    def __init__(self, path):
+        super().__init__(path, device="cpu")
+        self.batches: list[int] = []
+
+    def _run(self, images, state):
+        self.batches.append(images.shape[0])
+        return super()._run(images, state)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_onnx):
+    with CountingBackend(tiny_onnx) as b:
+        yield b
+
+
+def run_clip(name: str, backend, **kwargs):
+    """Per frame: the list of FaceEstimates, plus the ids dropped and states held after it."""
+    out = []
+    with AUEstimator(backend=backend, max_lost=MAX_LOST, **kwargs) as est, \
+            VideoFileSource(media_file(name)) as source:
+        for frame in source.frames():
+            faces = est.update(frame.image, frame.timestamp_ms)
+            out.append((faces, list(est.tracker.dropped), est.active_ids))
+    return out
+
+
+def test_single_face_clip_states_follow_the_face(backend):
+    backend.batches.clear()
+    frames = run_clip("single_face.mp4", backend)
+    assert len(frames) == 72
+    assert all(len(faces) == 1 for faces, _, _ in frames), "a face in every frame"
+    ids = {faces[0].id for faces, _, _ in frames}
+    assert len(ids) == 1
+    assert [faces[0].age for faces, _, _ in frames] == list(range(1, 73))
+    assert backend.batches == [1] * 72, "one step per frame"
+    first = frames[0][0][0]
+    assert first.aus.shape == (12,) and first.au_names == backend.contract.au_names
+    assert first.crop.shape == (112, 112, 3) and first.landmarks.shape == (478, 3)
+    assert set(first.timings) >= {"landmarks", "align", "step"}
+    # The estimator's outputs are exactly the backend unrolled over this face's crops.
+    state = backend.init_state(1)
+    for faces, _, _ in frames:
+        aus, state = backend.step(faces[0].crop[None], state)
+        np.testing.assert_allclose(faces[0].raw_aus, aus[0], atol=1e-5)
+    # ...and the state matters: the last frame from a zero state gives something else.
+    last = frames[-1][0][0]
+    fresh, _ = backend.step(last.crop[None], backend.init_state(1))
+    assert np.abs(fresh[0] - last.raw_aus).max() > 1e-4
+
+
+def test_two_faces_go_through_one_batched_step(backend):
+    import cv2
+
+    source = VideoFileSource(media_file("single_face.mp4"))
+    backend.batches.clear()
+    with AUEstimator(backend=backend, max_faces=2) as est, source:
+        for frame in source.frames():
+            if frame.index == 5:
+                break
+            pair = np.hstack([frame.image, cv2.flip(frame.image, 1)])
+            faces = est.update(pair, frame.timestamp_ms)
+            assert len(faces) == 2 and faces[0].id != faces[1].id
+    assert backend.batches == [2] * 5
+
+
+def _runs(mask):
+    """(start, end) of the runs of True in a boolean list."""
+    runs, start = [], None
+    for i, v in enumerate([*mask, False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def test_face_then_no_face_frees_the_state(backend):
+    frames = run_clip("face_noface.mov", backend)
+    present = [bool(faces) for faces, _, _ in frames]
+    start, end = max(_runs(present), key=lambda r: r[1] - r[0])
+    assert start == 0 and end - start > 30, "the face is found from the first frame"
+    face_id = frames[0][0][0].id
+    assert face_id in frames[end][2], "briefly lost: the state is kept"
+    dropped_at = next(i for i, (_, dropped, _) in enumerate(frames) if face_id in dropped)
+    assert dropped_at == end + MAX_LOST
+    assert face_id not in frames[dropped_at][2], "dropped: the state is freed"
+    assert not any(present[end:dropped_at + 1])
+
+
+def test_no_face_then_face_gets_a_fresh_id_and_zero_state(backend):
+    frames = run_clip("noface_face.mov", backend)
+    present = [bool(faces) for faces, _, _ in frames]
+    assert not any(present[:60]), "the clip starts without a face"
+    start, end = max(_runs(present), key=lambda r: r[1] - r[0])
+    assert end - start > 30
+    first = frames[start][0][0]
+    earlier_ids = {f.id for faces, _, _ in frames[:start] for f in faces}
+    assert first.id not in earlier_ids and first.age == 1
+    fresh, _ = backend.step(first.crop[None], backend.init_state(1))
+    np.testing.assert_allclose(first.raw_aus, fresh[0], atol=1e-5)
+
+
+def test_no_face_clip_gives_no_estimates(backend):
+    frames = run_clip("no_face.mp4", backend)
+    assert len(frames) > 50 and not any(faces for faces, _, _ in frames)
+
+
+def test_calibration_subtracts_each_faces_baseline(backend):
+    frames = run_clip("single_face.mp4", backend, calibrate_seconds=0.5)
+    statuses = [faces[0].calibration for faces, _, _ in frames]
+    assert statuses[0] == "calibrating" and statuses[-1] == "calibrated"
+    calibrating = [faces[0].raw_aus for faces, _, _ in frames if
+                   faces[0].calibration == "calibrating"]
+    assert 14 <= len(calibrating) <= 16  # 0.5 s at 30 fps
+    baseline = np.median(np.stack(calibrating), axis=0)
+    last = frames[-1][0][0]
+    np.testing.assert_allclose(last.aus, np.maximum(last.raw_aus - baseline, 0), atol=1e-6)
+
+
+def test_backend_choice_and_model_resolution(tiny_onnx, tmp_path, monkeypatch):
+    backend, info = choose_backend("auto", tiny_onnx)
+    try:
+        assert backend.name == "onnxruntime" and info.startswith("backend auto -> onnxruntime")
+    finally:
+        backend.close()
+    with pytest.raises(BackendError, match="unknown backend 'fast'"):
+        choose_backend("fast", tiny_onnx)
+    with pytest.raises(ModelNotFound, match="model file not found: .*missing.onnx"):
+        resolve_model(tmp_path / "missing.onnx")
+    monkeypatch.setenv("RTAU_MODEL", str(tiny_onnx))
+    assert resolve_model(None) == tiny_onnx
+
+
+def test_import_rtau_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, rtau; assert 'AUEstimator' in rtau.__all__; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('mediapipe', 'onnxruntime', 'torch') or m == 'rtau.estimator'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
