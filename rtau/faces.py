@@ -88,7 +88,7 @@ def resolve_landmarker_model(path: str | os.PathLike | None = None) -> Path:
     except RtauError as exc:
         raise FaceModelError(
             f"cannot get the face landmarker model: the official URL is unreachable and {exc}; "
-            f"download {LANDMARKER_URL} and pass --landmarker-model or set ${LANDMARKER_ENV}"
+            f"download {LANDMARKER_URL} and set ${LANDMARKER_ENV} to its path"
         ) from None
 
 

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import typer
 
@@ -120,7 +119,8 @@ def collect() -> list[Check]:
 
 def _model_checks() -> list[Check]:
     checks: list[Check] = []
-    default = Path(__file__).resolve().parent.parent / "assets" / "default.onnx"
+    from rtau.model_files import DEFAULT_MODEL as default
+
     if default.is_file():
         from rtau.contract import ContractError, read_onnx_contract
 
