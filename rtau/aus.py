@@ -70,7 +70,7 @@ def au_number(name: str) -> int:
 
 
 def parse_au(text: str | int) -> str:
-    """Canonical AU name from `12`, `'12'`, `'au12'`, `'AU12'` or `'AU012'`; ValueError otherwise."""
+    """Canonical AU name from `12`, `'12'`, `'au12'`, `'AU12'`, `'AU012'`; else ValueError."""
     if isinstance(text, int):
         return au_name(text)
     cleaned = text.strip().upper()

@@ -204,7 +204,7 @@ def read_onnx_contract(model_path: str | os.PathLike) -> ModelContract:
 
 
 def check_session_io(session, contract: ModelContract, source: str) -> None:
-    """Check an ONNX Runtime session's inputs/outputs against the contract (names, dtypes, ranks)."""
+    """Check an ONNX Runtime session's inputs/outputs against the contract."""
     expected_in = {INPUT_IMAGE: "tensor(uint8)", INPUT_STATE: "tensor(float)"}
     expected_out = {OUTPUT_AUS: "tensor(float)", OUTPUT_STATE: "tensor(float)"}
     got_in = {i.name: i.type for i in session.get_inputs()}

@@ -146,7 +146,8 @@ def prefetch() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtau.media", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rtau.media",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--prefetch", action="store_true",
                         help="fetch the test media and the face landmarker into the cache")
     args = parser.parse_args(argv)

@@ -214,7 +214,8 @@ def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig =
         tolerance = PARITY_TOLERANCE[cfg.precision]
         if parity and parity["max_abs_au_error"] > tolerance:
             raise ExportError(
-                f"ONNX Runtime and torch disagree by {parity['max_abs_au_error']:.4g} AU units over "
+                f"ONNX Runtime and torch disagree by {parity['max_abs_au_error']:.4g} AU units "
+                f"over "
                 f"{cfg.parity_steps} steps (tolerance {tolerance}); the model was not written"
             )
         os.replace(tmp, out_path)

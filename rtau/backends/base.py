@@ -4,7 +4,8 @@ A backend holds a compiled or loaded step model and exposes:
 
 - `contract`: the `rtau.contract.ModelContract` (S, H, K, AU names) read from the model file;
 - `init_state(n) -> float32[n, H]`: the state of n new faces (zeros);
-- `step(images uint8[B, S, S, 3] BGR, state float32[B, H]) -> (aus float32[B, K], state float32[B, H])`:
+- `step(images uint8[B, S, S, 3] BGR, state float32[B, H])
+  -> (aus float32[B, K], state float32[B, H])`:
   one timestep for B faces; rows are independent; the returned arrays belong to the caller;
 - `name` and `describe()`: a short id (`onnxruntime`, `tensorrt`, `torch`) and a one-line
   human description (device, precision, provider).
@@ -47,7 +48,8 @@ class Backend(ABC):
             )
         if state.dtype != np.float32 or state.shape != (images.shape[0], h):
             raise BackendError(
-                f"state must be float32[{images.shape[0]}, {h}], got {state.dtype}{list(state.shape)}"
+                f"state must be float32[{images.shape[0]}, {h}], "
+                f"got {state.dtype}{list(state.shape)}"
             )
         if images.shape[0] == 0:
             return (np.zeros((0, self.contract.num_aus), np.float32), state.copy())
@@ -61,7 +63,7 @@ class Backend(ABC):
     def describe(self) -> str:
         """One line: backend, device, precision, model."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release device resources. Idempotent."""
 
     def __enter__(self) -> Backend:

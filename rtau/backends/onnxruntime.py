@@ -19,8 +19,8 @@ from rtau.contract import (
     OUTPUT_AUS,
     OUTPUT_STATE,
     ContractError,
-    check_session_io,
     ModelContract,
+    check_session_io,
 )
 
 CPU_PROVIDER = "CPUExecutionProvider"
