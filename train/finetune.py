@@ -1,10 +1,353 @@
-"""`python -m train finetune`: not provided by this version yet."""
+"""`python -m train finetune`: stage 2, AU intensity regression from sparse labeled frames.
+
+    python -m train finetune --store stores/disfa --out runs/fold0.pt --init runs/pre.pt \
+        --label-fraction 0.02 --fold 0 --num-folds 3 --steps 1000 --seq-len 64
+
+A fixed random subset of the labeled frames of the training videos (`label_fraction`, drawn
+once from `label_seed` by train.data.store.sample_label_fraction) carries labels; every step
+takes `batch_size` sequences of `seq_len` consecutive frames holding at least one of them, runs
+the CNN per frame and the GRU over the sequence, and takes the loss (smooth-L1 or L2 on
+intensities 0..5) at the labeled frames only; the gradient flows back through time from those
+frames into the GRU and, unless frozen, the CNN (at `cnn_lr_scale` times the lr).
+
+--init scratch | CKPT: a stage 1 checkpoint (or any rtau checkpoint). Its CNN and GRU weights
+load; the AU head is new when the checkpoint is a pretraining one or its AUs differ. The load
+names every missing, unexpected and shape-mismatched key and refuses anything but the head.
+--mode linear: the frozen-feature baseline (CNN and GRU frozen, only the linear head learns).
+--fold F of --num-folds: train on the subjects outside fold F (train/evaluate.py's
+subject-exclusive folds); --fold -1 trains on every video of the store.
+The checkpoint at --out is written atomically (every checkpoint_every steps, at the end, on
+Ctrl-C) with the optimiser state; the same command resumes it. Single process.
+"""
 
 from __future__ import annotations
 
-from rtau.errors import NotAvailableYet
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import typer
+from rich.console import Console
+
+from train.data.store import ClipSampler, ClipStore, sample_label_fraction
+from train.evaluate import fold_videos
+from train.loop import (
+    check_finite,
+    load_for_resume,
+    lr_at,
+    progress_bar,
+    save_training_state,
+    seed_torch,
+    start_runtime,
+    step_seed,
+)
+from train.model import AUModel, ModelConfig, load_checkpoint
+
+STAGE = "finetune"
+MODES = ("full", "linear")
+LOSSES = ("smooth_l1", "l2")
+SCRATCH = "scratch"
+NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out
+FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out", "store"})
 
 
-def finetune_command() -> None:
-    """Not available in this version yet."""
-    raise NotAvailableYet("`python -m train finetune` is not available in this version yet")
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of a stage 2 run; CLI flags map 1:1 to fields (see the module docstring)."""
+
+    store: Path
+    out: Path
+    init: str = SCRATCH
+    label_fraction: float = 1.0
+    label_seed: int = 0
+    fold: int = -1
+    num_folds: int = 3
+    mode: str = "full"
+    loss: str = "smooth_l1"
+    steps: int = 1000
+    batch_size: int = 8
+    seq_len: int = 64
+    lr: float = 1e-3
+    cnn_lr_scale: float = 0.1
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
+    tiny: bool = False
+    width: float = 0.375
+    hidden_size: int = 256
+    seed: int = 0
+    checkpoint_every: int = 200
+    device: str = "auto"
+    quiet: bool = False
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"--mode must be one of {MODES}, got {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ValueError(f"--label-fraction must be in (0, 1], got {self.label_fraction}")
+        for name in ("steps", "batch_size", "seq_len", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.cnn_lr_scale < 0:
+            raise ValueError("--cnn-lr-scale must be >= 0 (0 freezes the CNN)")
+
+    @property
+    def cnn_frozen(self) -> bool:
+        return self.mode == "linear" or self.cnn_lr_scale == 0
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a pretrained load did, key by key."""
+
+    source: str
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...]  # in the model, not in the checkpoint (or left out: see `dropped`)
+    unexpected: tuple[str, ...]  # in the checkpoint, not in the model
+    mismatched: tuple[str, ...]  # in both, different shapes
+    dropped: tuple[str, ...]  # in the checkpoint but not taken (an untrained stage 1 head)
+
+    def describe(self) -> str:
+        def names(keys: tuple[str, ...]) -> str:
+            return ", ".join(keys) if keys else "none"
+
+        return (
+            f"loaded {len(self.loaded)} tensors from {self.source}; missing: "
+            f"{names(self.missing)}; unexpected: {names(self.unexpected)}; shape mismatch: "
+            f"{names(self.mismatched)}; not taken: {names(self.dropped)}"
+        )
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+def load_pretrained(model: AUModel, path: str | Path) -> LoadReport:
+    """Load a checkpoint's weights into `model`, checking exactly which keys are missing.
+
+    Only head keys may be missing or mismatched (a new head for new AUs, or the untrained head
+    of a stage 1 checkpoint, which is never taken); any other difference is a ValueError that
+    names the keys.
+    """
+    ckpt = load_checkpoint(path)
+    source = ckpt.model.state_dict()
+    dropped: tuple[str, ...] = ()
+    if ckpt.extra.get("stage") == "pretrain":
+        dropped = tuple(sorted(k for k in source if k.startswith(NEW_HEAD_PREFIX)))
+        source = {k: v for k, v in source.items() if k not in dropped}
+    target = model.state_dict()
+    missing = tuple(sorted(k for k in target if k not in source))
+    unexpected = tuple(sorted(k for k in source if k not in target))
+    mismatched = tuple(
+        sorted(k for k in source if k in target and source[k].shape != target[k].shape)
+    )
+    loadable = {k: v for k, v in source.items() if k in target and k not in mismatched}
+    report = LoadReport(
+        str(path), tuple(sorted(loadable)), missing, unexpected, mismatched, dropped
+    )
+    bad = [k for k in missing + mismatched if not k.startswith(NEW_HEAD_PREFIX)] + list(unexpected)
+    if bad:
+        raise ValueError(f"{path} does not fit this model: {report.describe()}")
+    model.load_state_dict(loadable, strict=False)
+    return report
+
+
+def masked_loss(
+    pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, kind: str = "smooth_l1"
+) -> torch.Tensor:
+    """Mean of the per-element loss over labeled entries only: pred, labels [..., K], mask bool.
+
+    Entries where mask is False contribute nothing, value or gradient (their labels are never
+    read into the graph). 0 (with a graph) when nothing is labeled.
+    """
+    p, y = pred[mask], labels[mask]
+    if kind == "l2":
+        total = F.mse_loss(p, y, reduction="sum")
+    else:
+        total = F.smooth_l1_loss(p, y, reduction="sum")
+    return total / mask.sum().clamp(min=1)
+
+
+def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> tuple:
+    """(model, load report or None) for --init scratch | CKPT, with the store's AUs and size."""
+    if config.init == SCRATCH:
+        torch.manual_seed(config.seed)
+        if config.tiny:
+            cfg = ModelConfig.tiny(au_names=store.au_names, crop_size=store.crop_size)
+        else:
+            cfg = ModelConfig(crop_size=store.crop_size, width=config.width,
+                              hidden_size=config.hidden_size, au_names=store.au_names)
+        return AUModel(cfg), None
+    base = load_checkpoint(config.init).model.cfg
+    if base.crop_size != store.crop_size:
+        raise ValueError(
+            f"{config.init} was trained on {base.crop_size} px crops, the store {store.root} "
+            f"holds {store.crop_size} px"
+        )
+    torch.manual_seed(config.seed)
+    model = AUModel(replace(base, au_names=store.au_names))
+    report = load_pretrained(model, config.init)
+    if not config.quiet:
+        console.print(report.describe())
+    return model, report
+
+
+def param_groups(model: AUModel, config: FinetuneConfig) -> list[dict]:
+    """Optimiser groups with an lr scale each; frozen parts get requires_grad False."""
+    head = list(model.head.parameters())
+    if config.mode == "linear":
+        model.backbone.requires_grad_(False)
+        model.gru.requires_grad_(False)
+        return [{"params": head, "scale": 1.0}]
+    groups = [{"params": head + list(model.gru.parameters()), "scale": 1.0}]
+    if config.cnn_frozen:
+        model.backbone.requires_grad_(False)
+    else:
+        groups.append({"params": list(model.backbone.parameters()), "scale": config.cnn_lr_scale})
+    return groups
+
+
+def sequence_outputs(model: AUModel, images: torch.Tensor, cnn_frozen: bool) -> torch.Tensor:
+    """AU outputs [B, T, K] of images [B, T, S, S, 3]; the CNN runs without a graph if frozen."""
+    b, t = images.shape[:2]
+    flat = images.reshape(b * t, *images.shape[2:])
+    if cnn_frozen:
+        with torch.no_grad():
+            feats = model.features(flat)
+    else:
+        feats = model.features(flat)
+    states, _ = model.run_gru(feats.reshape(b, t, -1), None)
+    return model.readout(states)
+
+
+def finetune(
+    config: FinetuneConfig,
+    console: Console | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Run (or resume) stage 2; returns the checkpoint path. on_step(step, loss) after each step."""
+    config.check()
+    console = console or Console(stderr=True)
+    runtime = start_runtime(config.device)
+    store = ClipStore(config.store)
+    train_ids, _ = fold_videos(store, config.fold, config.num_folds)
+    frames = sample_label_fraction(store, config.label_fraction, config.label_seed, train_ids)
+    out = Path(config.out)
+    resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
+    report = None
+    if resumed:
+        model = resumed.model
+    else:
+        model, report = build_model(config, store, console)
+    groups = param_groups(model, config)
+    model.to(runtime.device).train()
+    if config.cnn_frozen:
+        model.backbone.eval()  # frozen BN statistics too
+    if config.mode == "linear":
+        model.gru.eval()
+    optimizer = torch.optim.AdamW(
+        [{"params": g["params"]} for g in groups], lr=config.lr, weight_decay=config.weight_decay
+    )
+    start, history = 0, []
+    if resumed:
+        optimizer.load_state_dict(resumed.extra["optimizer"])
+        start, history = resumed.step, list(resumed.extra.get("history", []))
+        report_json = resumed.extra.get("init_report")
+    else:
+        report_json = report.to_json() if report else None
+    extra = {
+        "fold": config.fold,
+        "num_folds": config.num_folds,
+        "train_videos": list(train_ids),
+        "labeled_frames": int(sum(int(m.sum()) for m in frames.values())),
+        "init_report": report_json,
+    }
+
+    def save(step: int) -> None:
+        save_training_state(out, model, step, STAGE, config, optimizer, history, **extra)
+
+    if start >= config.steps:
+        if not config.quiet:
+            console.print(f"{out}: already at step {start}; nothing to do")
+        return out
+    started = time.perf_counter()
+    with progress_bar(console, disable=config.quiet) as progress:
+        task = progress.add_task(STAGE, total=config.steps, completed=start, loss="-", lr="-",
+                                 rate="-")
+        try:
+            for step in range(start, config.steps):
+                lr = lr_at(step, config.lr, config.warmup_steps, config.steps, config.min_lr_ratio)
+                for group, spec in zip(optimizer.param_groups, groups, strict=True):
+                    group["lr"] = lr * spec["scale"]
+                seed_torch(config.seed, runtime.rank, step)
+                sampler = ClipSampler(store, config.seq_len, train_ids, frames,
+                                      seed=step_seed(config.seed, runtime.rank, step),
+                                      labeled_only=True)
+                clips = [sampler.sample() for _ in range(config.batch_size)]
+                images = torch.from_numpy(np.stack([c.images for c in clips]))
+                labels = torch.from_numpy(np.stack([c.labels for c in clips]))
+                mask = torch.from_numpy(np.stack([c.mask for c in clips]))
+                device = runtime.device
+                pred = sequence_outputs(model, images.to(device), config.cnn_frozen)
+                loss = masked_loss(pred, labels.to(device), mask.to(device), config.loss)
+                value = float(loss.detach())
+                check_finite(value, step, out)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                history.append([step, value])
+                if on_step is not None:
+                    on_step(step, value)
+                rate = (step + 1 - start) * config.batch_size / (time.perf_counter() - started)
+                progress.update(task, completed=step + 1, loss=f"{value:.4f}", lr=f"{lr:.2e}",
+                                rate=f"{rate:.1f} seq/s")
+                if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                    save(step + 1)
+        except KeyboardInterrupt:
+            save(len(history) and history[-1][0] + 1)
+            raise
+    return out
+
+
+def finetune_command(
+    store: Annotated[Path, typer.Option(help="labeled clip store")],
+    out: Annotated[Path, typer.Option(help="checkpoint to write (resumed if it exists)")],
+    init: Annotated[str, typer.Option(help="'scratch' or a checkpoint (stage 1)")] = SCRATCH,
+    label_fraction: Annotated[float, typer.Option(help="share of labeled frames used")] = 1.0,
+    label_seed: Annotated[int, typer.Option(help="seed of the labeled-frame draw")] = 0,
+    fold: Annotated[int, typer.Option(help="held-out fold; -1: train on all videos")] = -1,
+    num_folds: Annotated[int, typer.Option(help="subject-exclusive folds")] = 3,
+    mode: Annotated[str, typer.Option(help="full | linear (frozen features)")] = "full",
+    loss: Annotated[str, typer.Option(help="smooth_l1 | l2")] = "smooth_l1",
+    steps: Annotated[int, typer.Option(help="optimiser steps in all")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 8,
+    seq_len: Annotated[int, typer.Option(help="frames per sequence (BPTT length)")] = 64,
+    lr: Annotated[float, typer.Option(help="peak learning rate (head and GRU)")] = 1e-3,
+    cnn_lr_scale: Annotated[float, typer.Option(help="CNN lr / lr; 0 freezes the CNN")] = 0.1,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1e-4,
+    warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
+    min_lr_ratio: Annotated[float, typer.Option(help="final lr / peak lr (cosine)")] = 0.05,
+    tiny: Annotated[bool, typer.Option(help="tiny model (scratch only)")] = False,
+    width: Annotated[float, typer.Option(help="CNN width multiplier (scratch only)")] = 0.375,
+    hidden_size: Annotated[int, typer.Option(help="GRU state size (scratch only)")] = 256,
+    seed: Annotated[int, typer.Option(help="random seed of init and batches")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
+    config = FinetuneConfig(
+        store=store, out=out, init=init, label_fraction=label_fraction, label_seed=label_seed,
+        fold=fold, num_folds=num_folds, mode=mode, loss=loss, steps=steps,
+        batch_size=batch_size, seq_len=seq_len, lr=lr, cnn_lr_scale=cnn_lr_scale,
+        weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
+        tiny=tiny, width=width, hidden_size=hidden_size, seed=seed,
+        checkpoint_every=checkpoint_every, device=device, quiet=quiet,
+    )
+    print(finetune(config, Console(stderr=True)), flush=True)

@@ -1,0 +1,161 @@
+"""Stage 2: labeled frames only, BPTT, learning on a toy store, exact resume, pretrained loads.
+
+Run: `python -m pytest tests/train/test_finetune.py -q`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store  # noqa: E402
+from train.finetune import (  # noqa: E402
+    FinetuneConfig,
+    finetune,
+    load_pretrained,
+    masked_loss,
+    sequence_outputs,
+)
+from train.loop import NonFiniteLoss  # noqa: E402
+from train.model import AUModel, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
+from train.pretrain import PretrainConfig, pretrain  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft") / "store"
+    make_toy_store(root, videos=6, frames=48)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pretrained(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre") / "pre.pt"
+    pretrain(PretrainConfig(store=(store,), out=out, steps=2, batch_size=3, clip_len=4,
+                            tiny=True, quiet=True, device="cpu"))
+    return out
+
+
+def config(store, out, **changes) -> FinetuneConfig:
+    base = FinetuneConfig(store=store, out=out, fold=0, num_folds=3, steps=6, batch_size=3,
+                          seq_len=12, tiny=True, warmup_steps=2, lr=3e-3, cnn_lr_scale=1.0,
+                          quiet=True, device="cpu", checkpoint_every=100)
+    return dataclasses.replace(base, **changes)
+
+
+def tiny_model() -> AUModel:
+    torch.manual_seed(0)
+    return AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE)).eval()
+
+
+def test_gradient_flows_only_from_labeled_frames_and_back_through_time():
+    model = tiny_model()
+    images = torch.rand(2, 8, TOY_SIZE, TOY_SIZE, 3) * 255
+    images.requires_grad_(True)
+    labels = torch.rand(2, 8, 2) * 5
+    mask = torch.zeros(2, 8, 2, dtype=torch.bool)
+    mask[0, 4, 0] = mask[1, 6, :] = True
+
+    def grads(lab):
+        model.zero_grad()
+        images.grad = None
+        loss = masked_loss(sequence_outputs(model, images, False), lab, mask)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()], images.grad.clone()
+
+    loss, params, image_grad = grads(labels)
+    changed = labels.clone()
+    changed[~mask] = torch.rand(int((~mask).sum())) * 5 + 100  # unlabeled labels: garbage
+    loss2, params2, image_grad2 = grads(changed)
+    assert torch.equal(loss, loss2)
+    assert all(torch.equal(a, b) for a, b in zip(params, params2, strict=True))
+    assert torch.equal(image_grad, image_grad2)
+    # BPTT: frames up to the labeled one get gradient, frames after it none
+    per_frame = image_grad.abs().sum(dim=(2, 3, 4))
+    assert (per_frame[0, :5] > 0).all() and (per_frame[0, 5:] == 0).all()
+    assert (per_frame[1, :7] > 0).all() and (per_frame[1, 7:] == 0).all()
+    changed = labels.clone()
+    changed[0, 4, 0] += 1.0  # a labeled frame's label does count
+    assert not torch.equal(grads(changed)[0], loss)
+
+
+def test_masked_loss_kinds_and_empty_mask():
+    pred, labels = torch.zeros(1, 2, 1), torch.tensor([[[2.0], [0.5]]])
+    mask = torch.tensor([[[True], [True]]])
+    assert float(masked_loss(pred, labels, mask, "l2")) == pytest.approx((4 + 0.25) / 2)
+    assert float(masked_loss(pred, labels, mask, "smooth_l1")) == pytest.approx((1.5 + 0.125) / 2)
+    assert float(masked_loss(pred, labels, torch.zeros_like(mask))) == 0.0
+
+
+def test_learns_the_toy_problem_from_pretrained_weights(store, pretrained, tmp_path):
+    losses: list[float] = []
+    out = finetune(config(store, tmp_path / "ft.pt", init=str(pretrained), steps=40,
+                          batch_size=4, seq_len=16), on_step=lambda s, v: losses.append(v))
+    early, late = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
+    assert late < 0.6 * early, (early, late)
+    ckpt = load_checkpoint(out)
+    assert ckpt.extra["init_report"]["missing"] == ["head.bias", "head.weight"]
+    assert ckpt.extra["init_report"]["dropped"] == ["head.bias", "head.weight"]
+    assert set(ckpt.extra["train_videos"]) == {"TOY002", "TOY003", "TOY005", "TOY006"}
+
+
+def test_sparse_labels_use_only_the_sampled_frames(store, tmp_path):
+    out = finetune(config(store, tmp_path / "sparse.pt", label_fraction=0.05, steps=2))
+    ckpt = load_checkpoint(out)
+    assert ckpt.extra["labeled_frames"] == round(0.05 * 4 * 48)
+
+
+def test_resume_equals_uninterrupted(store, pretrained, tmp_path):
+    whole = config(store, tmp_path / "whole.pt", init=str(pretrained), label_fraction=0.2)
+    finetune(whole)
+
+    def interrupt(step: int, _loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    parts = dataclasses.replace(whole, out=tmp_path / "parts.pt")
+    with pytest.raises(KeyboardInterrupt):
+        finetune(parts, on_step=interrupt)
+    finetune(parts)
+    a, b = load_checkpoint(whole.out), load_checkpoint(parts.out)
+    assert a.step == b.step == 6 and a.extra["history"] == b.extra["history"]
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+
+
+def test_linear_baseline_trains_only_the_head(store, pretrained, tmp_path):
+    out = finetune(config(store, tmp_path / "lin.pt", init=str(pretrained), mode="linear"))
+    before, after = load_checkpoint(pretrained).model.state_dict(), load_checkpoint(out).model
+    for key, value in after.state_dict().items():
+        if key.startswith("head."):
+            continue
+        assert torch.equal(value, before[key]), key  # BN statistics included: eval mode
+
+
+def test_pretrained_load_names_missing_and_unexpected_keys(pretrained, tmp_path):
+    # another architecture: every differing key is named, nothing is loaded
+    wide = AUModel(ModelConfig(crop_size=TOY_SIZE, width=0.25, blocks=(1, 1, 1, 1),
+                               hidden_size=32, au_names=TOY_AUS))
+    with pytest.raises(ValueError, match="shape mismatch: .*backbone.stem.0.weight"):
+        load_pretrained(wide, pretrained)
+    # a finetuned checkpoint with other AUs: only the head mismatches, and that is allowed
+    other = AUModel(ModelConfig.tiny(au_names=("AU01", "AU02", "AU04"), crop_size=TOY_SIZE))
+    save_checkpoint(tmp_path / "other.pt", other)
+    report = load_pretrained(tiny_model(), tmp_path / "other.pt")
+    assert report.mismatched == ("head.bias", "head.weight") and report.unexpected == ()
+    # a deeper model than the checkpoint: the extra blocks are missing, and that is refused
+    deeper = AUModel(ModelConfig(crop_size=TOY_SIZE, width=0.125, blocks=(2, 1, 1, 1),
+                                 hidden_size=32, au_names=TOY_AUS))
+    with pytest.raises(
+        ValueError,
+        match="missing: backbone.layers.4.bn1.bias.*unexpected: backbone.layers.1.shortcut",
+    ):
+        load_pretrained(deeper, pretrained)
+
+
+def test_non_finite_loss_stops(store, tmp_path):
+    with pytest.raises(NonFiniteLoss):
+        finetune(config(store, tmp_path / "nan.pt", lr=float("inf"), steps=3))

@@ -1,0 +1,129 @@
+"""Stage 1: loss falls on a learnable toy store, exact resume, non-finite stop, torchrun.
+
+The store is a real clip store written by the real writer (tests/train/toy_store.py).
+Run: `python -m pytest tests/train/test_pretrain.py -q`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from tests.train.toy_store import make_toy_store  # noqa: E402
+from train.__main__ import app  # noqa: E402
+from train.loop import NonFiniteLoss, lr_at  # noqa: E402
+from train.model import load_checkpoint  # noqa: E402
+from train.pretrain import PretrainConfig, pretrain  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pre") / "store"
+    make_toy_store(root, videos=6, frames=48)
+    return root
+
+
+def config(store: Path, out: Path, **changes) -> PretrainConfig:
+    base = PretrainConfig(store=(store,), out=out, steps=6, batch_size=4, clip_len=6,
+                          max_offset=3, tiny=True, warmup_steps=2, lr=3e-3, quiet=True,
+                          checkpoint_every=100, device="cpu")
+    return dataclasses.replace(base, **changes)
+
+
+def test_lr_schedule_is_a_pure_function_of_the_step():
+    assert lr_at(0, 1.0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_at(100, 1.0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_at(55, 1.0, 10, 100, 0.1) == pytest.approx(0.55)
+    assert lr_at(55, 1.0, 10, 100, 0.1) == lr_at(55, 1.0, 10, 100, 0.1)
+
+
+def test_loss_decreases_on_a_learnable_store(store, tmp_path):
+    losses: list[float] = []
+    pretrain(config(store, tmp_path / "p.pt", steps=40, batch_size=6),
+             on_step=lambda s, v: losses.append(v))
+    assert len(losses) == 40
+    chance = math.log(2 * 6 - 1)  # 2B - 1 candidates, all alike at the start
+    early, late = sum(losses[:3]) / 3, sum(losses[-10:]) / 10
+    assert early > 0.5 * chance and late < 0.6 * chance and late < early, (early, late)
+    ckpt = load_checkpoint(tmp_path / "p.pt")
+    assert ckpt.step == 40 and ckpt.extra["stage"] == "pretrain"
+    assert len(ckpt.extra["history"]) == 40 and "projector.net.0.weight" in ckpt.extra["objective"]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_resume_after_interruption_equals_an_uninterrupted_run(store, tmp_path, method):
+    whole = config(store, tmp_path / "whole.pt", method=method, queue_size=16)
+    pretrain(whole)
+
+    def interrupt(step: int, _loss: float) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    parts = dataclasses.replace(whole, out=tmp_path / "parts.pt")
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(parts, on_step=interrupt)
+    assert load_checkpoint(parts.out).step == 3  # saved on the interrupt, atomically
+    pretrain(parts)
+    a, b = load_checkpoint(whole.out), load_checkpoint(parts.out)
+    assert a.step == b.step == 6
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    for key, value in a.extra["objective"].items():
+        assert torch.equal(value, b.extra["objective"][key]), key
+    assert a.extra["history"] == b.extra["history"]
+    assert a.extra["optimizer"]["state"][0]["exp_avg"].equal(
+        b.extra["optimizer"]["state"][0]["exp_avg"]
+    )
+
+
+def test_resume_with_other_settings_is_refused(store, tmp_path):
+    pretrain(config(store, tmp_path / "p.pt", steps=1))
+    with pytest.raises(ValueError, match="other settings \\(lr\\)"):
+        pretrain(config(store, tmp_path / "p.pt", steps=2, lr=1e-2))
+
+
+def test_non_finite_loss_stops_without_writing(store, tmp_path):
+    # a vanishing temperature makes the logits infinite: a real NaN through the real loop
+    bad = config(store, tmp_path / "nan.pt", temperature=1e-45)
+    with pytest.raises(NonFiniteLoss, match="non-finite loss .* at step 0"):
+        pretrain(bad)
+    assert not bad.out.exists()
+    result = CliRunner().invoke(app, [
+        "pretrain", "--store", str(store), "--out", str(bad.out), "--tiny", "--steps", "2",
+        "--batch-size", "2", "--clip-len", "4", "--temperature", "1e-45", "--quiet",
+        "--device", "cpu",
+    ])
+    assert result.exit_code == 1 and "error: non-finite loss" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent
+                    / "torchrun").exists(), reason="torchrun not installed")
+def test_torchrun_two_processes_gloo(store, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "train", "pretrain",
+         "--store", str(store), "--out", str(out), "--tiny", "--steps", "3",
+         "--batch-size", "3", "--clip-len", "4", "--max-offset", "2", "--quiet",
+         "--device", "cpu"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 3 and len(ckpt.extra["history"]) == 3

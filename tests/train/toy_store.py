@@ -1,0 +1,51 @@
+"""A tiny learnable clip store for the training tests, written through the real store writer.
+
+Each video is one subject; AU intensities follow smooth random tracks in 0..5 and are painted
+into the crops (AU06: brightness of the upper half, AU12: brightness of a lower patch) over a
+per-subject noise texture, so a small CNN can learn them in a few dozen steps and clips of
+different videos look different (contrastive learning has something to find).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from train.data.store import ClipStore
+from train.data.store_writer import StoreHeader, StoreWriter, VideoEntryWriter
+
+TOY_SIZE = 32
+TOY_AUS = ("AU06", "AU12")
+INTENSITY_GAIN = 30.0  # grey levels per intensity unit
+
+
+def toy_video(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """crops uint8[n, S, S, 3] and labels float32[n, 2] of one synthetic subject."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, 0.6, size=(n, len(TOY_AUS)))
+    labels = np.clip(np.cumsum(steps, axis=0) + rng.uniform(1, 4, len(TOY_AUS)), 0, 5)
+    texture = rng.integers(40, 120, size=(TOY_SIZE, TOY_SIZE, 3)).astype(np.float32)
+    crops = np.repeat(texture[None], n, axis=0)
+    half = TOY_SIZE // 2
+    crops[:, :half] += INTENSITY_GAIN * labels[:, 0, None, None, None]
+    crops[:, half + 4 : TOY_SIZE - 4, 8:-8] += INTENSITY_GAIN * labels[:, 1, None, None, None]
+    crops += rng.normal(0, 3, size=crops.shape)
+    return np.clip(crops, 0, 255).astype(np.uint8), labels.astype(np.float32)
+
+
+def make_toy_store(root: Path, videos: int = 4, frames: int = 48, seed: int = 0) -> ClipStore:
+    """A store of `videos` subjects (TOY001...) with every frame labeled and a face found."""
+    header = StoreHeader("disfa", TOY_SIZE, TOY_AUS, "toy")
+    with StoreWriter(root, header) as writer:
+        for i in range(videos):
+            video_id = f"TOY{i + 1:03d}"
+            crops, labels = toy_video(frames, seed * 1000 + i)
+            with VideoEntryWriter(root, video_id, TOY_SIZE) as out:
+                for crop in crops:
+                    out.append(crop, np.zeros((478, 3), np.float32))
+                entry = out.finish(
+                    video_id, labels, np.ones_like(labels, bool), TOY_AUS, f"toy/{video_id}"
+                )
+            writer.add(entry)
+    return ClipStore(root)

@@ -1,0 +1,172 @@
+"""What the stage 1 and stage 2 training loops share: lr schedule, devices and torchrun, resumable
+checkpoints, the non-finite stop and the rich progress bar. Used by train/pretrain.py and
+train/finetune.py; not a command of its own.
+
+Determinism (what makes resume exact): every step draws its data and augmentation from
+generators seeded by (seed, rank, step) alone, and seeds torch's global generator the same way,
+so a run resumed from step k's checkpoint (weights + optimiser state + history) takes the same
+steps as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from rtau.errors import RtauError
+from train.model import AUModel, Checkpoint, load_checkpoint, save_checkpoint
+
+SEED_STRIDE = 1_000_003  # spreads (seed, rank, step) over torch's integer seed space
+
+
+class NonFiniteLoss(RtauError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def lr_at(
+    step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float
+) -> float:
+    """Learning rate at `step` (0-based): linear warm-up, then cosine decay to min_ratio * base."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_seed(seed: int, rank: int, step: int) -> list[int]:
+    """The numpy seed sequence of one step of one rank."""
+    return [seed, rank, step]
+
+
+def seed_torch(seed: int, rank: int, step: int) -> torch.Generator:
+    """Seed torch's global generator (dropout) for this step; returns a generator for data."""
+    value = ((seed * SEED_STRIDE + rank) * SEED_STRIDE + step) % (2**63)
+    torch.manual_seed(value)
+    return torch.Generator().manual_seed(value)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains: rank, world size, device (set up by `start_runtime`)."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_runtime(device: str = "auto") -> Runtime:
+    """Join torchrun's process group if launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Runtime(rank, world, dev)
+
+
+def stop_runtime() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def global_mean(value: torch.Tensor, runtime: Runtime) -> float:
+    """The mean of a scalar over all ranks (the loss every rank logs and checks)."""
+    value = value.detach().float().reshape(1).clone()
+    if runtime.world > 1:
+        dist.all_reduce(value)
+        value /= runtime.world
+    return float(value)
+
+
+def check_finite(loss: float, step: int, out: Path) -> None:
+    if not math.isfinite(loss):
+        kept = f"the last checkpoint {out} is kept" if out.exists() else "no checkpoint was written"
+        raise NonFiniteLoss(f"non-finite loss ({loss}) at step {step}: stopped; {kept}")
+
+
+def config_dict(config) -> dict:
+    """A frozen dataclass as plain JSON-able values (Path -> str, tuples -> lists)."""
+
+    def plain(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {f.name: plain(v) for f, v in zip(fields(config), asdict(config).values(), strict=True)}
+
+
+def save_training_state(
+    path: Path, model: AUModel, step: int, stage: str, config, optimizer, history: list, **extra
+) -> None:
+    """Atomic checkpoint of weights, optimiser state, config and loss history (rank 0 only)."""
+    save_checkpoint(
+        path,
+        model,
+        step,
+        stage=stage,
+        train_config=config_dict(config),
+        optimizer=optimizer.state_dict(),
+        history=history,
+        **extra,
+    )
+
+
+def load_for_resume(path: Path, stage: str, config, free: frozenset[str]) -> Checkpoint | None:
+    """The checkpoint to resume from, or None if there is none; ValueError if it is another run.
+
+    free: config fields that may change between the runs (step count, logging, device).
+    """
+    if not path.exists():
+        return None
+    ckpt = load_checkpoint(path)
+    if ckpt.extra.get("stage") != stage:
+        raise ValueError(
+            f"{path} is a {ckpt.extra.get('stage', 'model')} checkpoint, not a {stage} run to "
+            "resume: choose another --out"
+        )
+    saved, now = ckpt.extra.get("train_config", {}), config_dict(config)
+    changed = sorted(k for k in now if k not in free and saved.get(k) != now[k])
+    if changed:
+        raise ValueError(
+            f"{path} was written with other settings ({', '.join(changed)}): resume with the "
+            "same settings, or choose another --out"
+        )
+    return ckpt
+
+
+def progress_bar(console: Console | None, disable: bool) -> Progress:
+    """Bar + step count + loss / lr / throughput fields, updated by the loops."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("lr {task.fields[lr]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        disable=disable,
+    )
