@@ -14,7 +14,8 @@ targets and k = 2 "raters" (the model and the ground truth):
 
 It equals pingouin's "ICC3" row (named "ICC(C,1)" since pingouin 0.6), as checked in
 tests/train/test_metrics.py. A metric that is undefined (an AU that never varies in the test
-frames, a constant prediction) is NaN for that AU and left out of the mean; `mean["aus"]` says how many AUs the mean covers.
+frames, a constant prediction) is NaN for that AU and left out of the mean; `mean["aus"]` says
+how many AUs the mean covers.
 """
 
 from __future__ import annotations
