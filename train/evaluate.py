@@ -164,6 +164,5 @@ def evaluate_command(
 ) -> None:
     """Evaluate checkpoints on their held-out subjects: ICC(3,1), PCC, MAE per AU."""
     config = EvaluateConfig(store, tuple(checkpoint), out, fold, num_folds, chunk_len, device)
-    result = evaluate(config, Console(stderr=True))
+    evaluate(config, Console(stderr=True))
     print((Path(out) / "evaluation.md").read_text(), flush=True)
-    del result
