@@ -17,7 +17,7 @@ BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch")
 _MODULES = {
     "onnxruntime": ("rtau.backends.onnxruntime", "OnnxRuntimeBackend", ("onnxruntime",)),
     "tensorrt": ("rtau.backends.tensorrt", "TensorRTBackend", ("cuda",)),
-    "torch": ("rtau.backends.torch", "TorchBackend", ("torch",)),
+    "torch": ("rtau.backends.torch", "TorchBackend", ("torch", "onnx")),
 }
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 RTAU_DIR = Path(__file__).resolve().parents[2] / "rtau"
-LAZY_TORCH_MODULES = {"backends/torch.py"}
-"""The optional torch backend may import torch, only inside its functions."""
+LAZY_TORCH_MODULES = {"backends/torch.py", "backends/onnx_torch.py"}
+"""The optional torch backend (and its ONNX interpreter) may import torch, only inside functions."""
 
 
 def test_running_the_onnxruntime_backend_imports_no_torch(tiny_onnx):
