@@ -1,0 +1,493 @@
+"""Measuring rtau: the backend step, batch scaling, the sliding-window alternative, parity.
+
+Run: `from rtau.bench import Variant, bench_variants; results, skipped =
+bench_variants([Variant("onnxruntime", "onnxruntime")], model_path, batches=(1, 8))`.
+This is what `rtau bench` and the scripts in `benchmarks/` call; the whole-pipeline stage
+breakdown lives in `rtau.bench_pipeline`. Every timing goes through the backend's public
+`step` (the call `AUEstimator` makes), on real-looking face crops (never zeros), with the
+recurrent state fed back as in use, after untimed warm-up steps. `step` returns host arrays,
+so a GPU backend's time includes its copies and synchronisation: what a caller waits for.
+Latencies are milliseconds; p50/p99 are percentiles of per-call samples; faces per second is
+`batch * 1000 / p50_ms`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rtau.backends import Backend, BackendError, create_backend
+from rtau.errors import RtauError, one_line
+
+DEFAULT_BATCHES = (1, 8, 32)
+DEFAULT_STEPS = 200
+DEFAULT_WARMUP = 20
+DEFAULT_WINDOWS = (8, 16, 32)
+DEFAULT_WINDOW_FRAMES = 20
+"""Output frames timed per window length (each costs W steps)."""
+CROP_POOL = 16
+"""Distinct crops cycled through, so consecutive steps see different images, as in video."""
+LIBRARIES = (
+    "rtau", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-contrib-python",
+    "opencv-python-headless", "mediapipe", "torch", "tensorrt", "tensorrt-rtx", "cuda-python",
+)
+NVIDIA_SMI_QUERY = "name,driver_version,compute_cap,memory.total"
+LOAD_FAILURES = (BackendError, RtauError, ImportError, OSError, RuntimeError, ValueError,
+                 TypeError)
+"""What a backend that cannot load or run here raises; a sweep reports these and goes on."""
+
+
+class BenchError(RtauError):
+    """A benchmark that cannot run as asked (bad batch list, no backend loads)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One thing to time: a display name, a registered backend name and its keyword options."""
+
+    name: str
+    backend: str
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+    model: str | None = None
+    """A model file of its own (an engine); None: the suite's model."""
+    batches: tuple[int, ...] | None = None
+    """Batch sizes of its own (CPU variants stop earlier than GPU ones); None: the suite's."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Timing of one variant at one batch size (milliseconds per `step` call)."""
+
+    variant: str
+    backend: str
+    batch: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    steps: int
+    warmup: int
+    description: str
+
+    @property
+    def faces_per_s(self) -> float:
+        return self.batch * 1000.0 / self.p50_ms if self.p50_ms > 0 else 0.0
+
+    @property
+    def p50_ms_per_face(self) -> float:
+        return self.p50_ms / self.batch
+
+    def to_json(self) -> dict:
+        return {"backend": self.backend, "batch": self.batch, "p50_ms": self.p50_ms,
+                "p99_ms": self.p99_ms, "faces_per_s": self.faces_per_s,
+                "variant": self.variant, "p50_ms_per_face": self.p50_ms_per_face,
+                "p99_ms_per_face": self.p99_ms / self.batch, "mean_ms": self.mean_ms,
+                "steps": self.steps, "warmup": self.warmup, "description": self.description}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A variant (or one of its batch sizes) that could not be timed, and why (one line)."""
+
+    variant: str
+    reason: str
+    batch: int | None = None
+
+    def to_json(self) -> dict:
+        return {"variant": self.variant, "batch": self.batch, "reason": self.reason}
+
+
+def parse_int_list(text: str, what: str, minimum: int = 1) -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32); BenchError naming `what` for anything else."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise BenchError(f"{what} must be comma-separated integers like 1,8,32, got {text!r}")\
+            from None
+    if not values or any(v < minimum for v in values):
+        raise BenchError(f"{what} must be integers >= {minimum}, got {text!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def percentiles(samples_ms: Sequence[float]) -> tuple[float, float]:
+    """(p50, p99) of millisecond samples."""
+    arr = np.asarray(samples_ms, np.float64)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def _base_face(size: int) -> np.ndarray:
+    """A real portrait (matplotlib's public-domain Grace Hopper) or, without matplotlib, a
+    smooth synthetic face-like image: uint8[size, size, 3] BGR."""
+    import cv2
+
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        image = cv2.imread(str(path))
+    except ImportError:
+        image = None
+    if image is None:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        skin = 150 + 60 * np.exp(-((xx - 0.5) ** 2 / 0.08 + (yy - 0.5) ** 2 / 0.12))
+        eyes = 90 * np.exp(-(((xx - 0.35) ** 2 + (yy - 0.4) ** 2) / 0.002)) \
+            + 90 * np.exp(-(((xx - 0.65) ** 2 + (yy - 0.4) ** 2) / 0.002))
+        mouth = 70 * np.exp(-((xx - 0.5) ** 2 / 0.01 + (yy - 0.72) ** 2 / 0.001))
+        grey = np.clip(skin - eyes - mouth, 0, 255)
+        return np.stack([grey * 0.8, grey * 0.9, grey], axis=-1).astype(np.uint8)
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 4, (w - side) // 2
+    return cv2.resize(image[top:top + side, left:left + side], (size, size),
+                      interpolation=cv2.INTER_AREA)
+
+
+def bench_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
+    """Real-looking aligned crops uint8[count, size, size, 3]: a face drifting, turning and
+    changing brightness slightly from crop to crop, with sensor noise."""
+    import cv2
+
+    base = _base_face(size)
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, size, size, 3), np.uint8)
+    for t in range(count):
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), 3.0 * np.sin(0.3 * t), 1.0)
+        m[:, 2] += (2.0 * np.sin(0.5 * t), 2.0 * np.cos(0.4 * t))
+        warped = cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT)
+        noisy = warped * (1.0 + 0.1 * np.sin(0.2 * t)) + rng.normal(0, 2.0, warped.shape)
+        out[t] = np.clip(noisy, 0, 255).astype(np.uint8)
+    return out
+
+
+def crop_pool(size: int, batch: int, seed: int = 0) -> np.ndarray:
+    """uint8[batch + CROP_POOL, S, S, 3]: `pool[o:o + batch]` is a contiguous batch for any
+    offset o < CROP_POOL, so building a step's input costs nothing inside the timed region."""
+    crops = bench_crops(size, CROP_POOL, seed)
+    reps = -(-(batch + CROP_POOL) // CROP_POOL)
+    return np.ascontiguousarray(np.tile(crops, (reps, 1, 1, 1))[: batch + CROP_POOL])
+
+
+def time_steps(backend: Backend, batch: int, steps: int, warmup: int,
+               pool: np.ndarray | None = None) -> np.ndarray:
+    """Milliseconds of `steps` timed `backend.step` calls at `batch`, after `warmup` untimed
+    ones; the state returned by each call feeds the next. float64[steps]."""
+    if pool is None:
+        pool = crop_pool(backend.contract.crop_size, batch)
+    state = backend.init_state(batch)
+    samples = np.empty(steps, np.float64)
+    clock = time.perf_counter
+    for t in range(warmup + steps):
+        offset = t % CROP_POOL
+        images = pool[offset:offset + batch]
+        t0 = clock()
+        _, state = backend.step(images, state)
+        t1 = clock()
+        if t >= warmup:
+            samples[t - warmup] = (t1 - t0) * 1000.0
+    return samples
+
+
+def open_variant(variant: Variant, model_path: str | os.PathLike) -> Backend:
+    """Create the variant's backend; BackendError (one line) for any reason it cannot load."""
+    try:
+        return create_backend(variant.backend, variant.model or model_path,
+                              **dict(variant.kwargs))
+    except LOAD_FAILURES as exc:
+        raise BackendError(f"{variant.name}: {one_line(exc)}") from None
+
+
+def bench_variants(variants: Sequence[Variant], model_path: str | os.PathLike,
+                   batches: Sequence[int] = DEFAULT_BATCHES, steps: int = DEFAULT_STEPS,
+                   warmup: int = DEFAULT_WARMUP,
+                   on_result: Callable[[StepResult], None] | None = None,
+                   on_skip: Callable[[Skipped], None] | None = None,
+                   keep: Callable[[Variant, Backend], None] | None = None,
+                   ) -> tuple[list[StepResult], list[Skipped]]:
+    """Time every variant at every batch size; variants that fail are skipped with a reason.
+
+    keep(variant, backend) is called with each loaded backend before it is closed, so callers
+    can run more measurements on it (the sliding window) without loading it twice.
+    """
+    results: list[StepResult] = []
+    skipped: list[Skipped] = []
+
+    def skip(item: Skipped) -> None:
+        skipped.append(item)
+        if on_skip is not None:
+            on_skip(item)
+
+    for variant in variants:
+        try:
+            backend = open_variant(variant, model_path)
+        except BackendError as exc:
+            skip(Skipped(variant.name, one_line(exc).removeprefix(f"{variant.name}: ")))
+            continue
+        try:
+            description = backend.describe()
+            for batch in variant.batches or batches:
+                try:
+                    samples = time_steps(backend, batch, steps, warmup)
+                except LOAD_FAILURES as exc:
+                    skip(Skipped(variant.name, one_line(exc), batch))
+                    continue
+                p50, p99 = percentiles(samples)
+                result = StepResult(variant.name, variant.backend, batch, p50, p99,
+                                    float(samples.mean()), steps, warmup, description)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+            if keep is not None:
+                keep(variant, backend)
+        finally:
+            backend.close()
+    return results, skipped
+
+
+def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
+                   frames: int = DEFAULT_WINDOW_FRAMES, warmup: int = 3) -> list[dict]:
+    """The stateful step versus re-running the model over the last W frames for every frame.
+
+    A model that carries no state between frames needs its W frames of context again at every
+    frame: W steps from the zero state per output frame, through the same backend at batch 1.
+    The stateful model does one step per frame. Returns, per W (W = 1 is the stateful step),
+    {window, steps_per_frame, p50_ms, p99_ms, x_stateful} per output frame.
+    """
+    size = backend.contract.crop_size
+    crops = bench_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
+    n = len(crops)
+    rows = []
+    stateful = None
+    for window in (1, *windows):
+        samples = np.empty(frames, np.float64)
+        carried = backend.init_state(1)
+        for f in range(warmup + frames):
+            t0 = time.perf_counter()
+            if window == 1:
+                _, carried = backend.step(crops[f % n:f % n + 1], carried)
+            else:
+                state = backend.init_state(1)
+                for i in range(window):
+                    k = (f + i) % n
+                    _, state = backend.step(crops[k:k + 1], state)
+            if f >= warmup:
+                samples[f - warmup] = (time.perf_counter() - t0) * 1000.0
+        p50, p99 = percentiles(samples)
+        stateful = p50 if window == 1 else stateful
+        rows.append({"window": window, "steps_per_frame": window, "p50_ms": p50,
+                     "p99_ms": p99, "x_stateful": p50 / stateful, "frames": frames})
+    return rows
+
+
+def batch_vs_single(results: Sequence[StepResult]) -> list[dict]:
+    """Per variant and batch N: one batched call for N faces versus N calls at batch 1."""
+    single = {r.variant: r for r in results if r.batch == 1}
+    rows = []
+    for r in results:
+        one = single.get(r.variant)
+        if one is None or r.batch == 1:
+            continue
+        rows.append({"variant": r.variant, "batch": r.batch,
+                     "batched_ms_per_face": r.p50_ms_per_face,
+                     "single_ms_per_face": one.p50_ms,
+                     "n_single_calls_ms": one.p50_ms * r.batch,
+                     "batched_call_ms": r.p50_ms,
+                     "speedup": one.p50_ms * r.batch / r.p50_ms})
+    return rows
+
+
+def parity(backend: Backend, reference: Backend, steps: int, batch: int = 2,
+           seed: int = 1) -> dict:
+    """Unroll both backends `steps` steps on the same crops from the zero state; the largest
+    absolute AU and state differences over the run (errors that accumulate through the state
+    show up here, not in one step)."""
+    size = reference.contract.crop_size
+    pool = crop_pool(size, batch, seed)
+    s_test, s_ref = backend.init_state(batch), reference.init_state(batch)
+    au_err = state_err = 0.0
+    for t in range(steps):
+        offset = t % CROP_POOL
+        images = pool[offset:offset + batch]
+        a_test, s_test = backend.step(images, s_test)
+        a_ref, s_ref = reference.step(images, s_ref)
+        au_err = max(au_err, float(np.max(np.abs(a_test - a_ref))))
+        state_err = max(state_err, float(np.max(np.abs(s_test - s_ref))))
+    return {"steps": steps, "batch": batch, "max_abs_au_error": au_err,
+            "max_abs_state_error": state_err}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpus() -> list[dict]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    gpus = []
+    for line in out.stdout.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 4:
+            gpus.append(dict(zip(("name", "driver", "compute_capability", "memory"), fields,
+                                 strict=True)))
+    return gpus
+
+
+def machine_slug(cores: int, arch: str, gpus: Sequence[Mapping]) -> str:
+    """A file-name-safe machine name: `cpu2-x86_64`, or the GPU's name (`nvidia-h100-80gb-hbm3`)."""
+    if gpus:
+        return re.sub(r"[^a-z0-9]+", "-", str(gpus[0]["name"]).lower()).strip("-")
+    return f"cpu{cores}-{arch}"
+
+
+def machine_info(threads: int = 0) -> dict:
+    """What the numbers were measured on: CPU, cores, GPU and driver, OS, library versions,
+    and the load average at the time (other jobs on the machine disturb timings)."""
+    cores = os.cpu_count() or 0
+    gpus = _gpus()
+    info = {
+        "name": machine_slug(cores, platform.machine(), gpus),
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "arch": platform.machine(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "gpus": gpus,
+        "libraries": {d: v for d in LIBRARIES if (v := _version(d)) is not None},
+        "threads": threads or "default",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    return info
+
+
+def finish_machine_info(info: dict) -> dict:
+    """`info` plus what is known only after the run: the load average at the end and, if a
+    torch backend ran, torch's CUDA runtime and device (torch is never imported here)."""
+    info = dict(info, load_average_after=[round(x, 2) for x in os.getloadavg()])
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["cuda"] = {"torch_cuda_runtime": torch.version.cuda,
+                        "device": torch.cuda.get_device_name(0)}
+    return info
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What `run_suite` measures. batches: step batch sizes; steps/warmup: timed/untimed calls
+    per batch; windows: sliding-window lengths compared with the stateful step (empty: skip);
+    window_frames: output frames timed per window; parity_steps: unrolled steps compared with
+    ONNX Runtime CPU FP32 on the same model (0: skip); source: a video for the pipeline stage
+    breakdown (None: skip), played `loops` times with up to `max_faces` faces."""
+
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    steps: int = DEFAULT_STEPS
+    warmup: int = DEFAULT_WARMUP
+    windows: tuple[int, ...] = DEFAULT_WINDOWS
+    window_frames: int = DEFAULT_WINDOW_FRAMES
+    parity_steps: int = 0
+    source: Path | None = None
+    loops: int = 1
+    max_faces: int = 1
+    threads: int = 0
+
+
+def model_info(path: str | os.PathLike) -> dict:
+    """File name, sha256 and contract facts of the timed model (what a reader needs to know
+    whether the numbers are for the shipped model)."""
+    from rtau.contract import ContractError, read_onnx_contract, sha256_file
+    from rtau.model_files import DEFAULT_MODEL
+
+    path = Path(path)
+    info: dict = {"file": path.name, "sha256": sha256_file(path),
+                  "shipped_default": path.resolve() == DEFAULT_MODEL.resolve()}
+    try:
+        contract = read_onnx_contract(path)
+    except ContractError:
+        return info
+    info.update(crop_size=contract.crop_size, state_size=contract.state_size,
+                aus=contract.num_aus, model_version=contract.model_version,
+                training_data=contract.training_data, precision=contract.precision)
+    return info
+
+
+def run_suite(variants: Sequence[Variant], model_path: str | os.PathLike,
+              cfg: SuiteConfig = SuiteConfig(),
+              on_result: Callable[[StepResult], None] | None = None,
+              on_skip: Callable[[Skipped], None] | None = None,
+              on_note: Callable[[str], None] | None = None) -> dict:
+    """Every measurement of `cfg` for every variant; the JSON payload of `rtau bench --json`.
+
+    {"machine", "model", "config", "results": [StepResult.to_json()], "skipped",
+     "comparisons": {"batch_vs_single", "sliding_window": {variant: rows}, "parity"},
+     "stages": pipeline_stages(...) of the first variant that loads, or {}}.
+    """
+    note = on_note or (lambda _text: None)
+    machine = machine_info(cfg.threads)
+    sliding: dict[str, list[dict]] = {}
+    parities: dict[str, dict] = {}
+    stages: dict = {}
+    reference = None
+    if cfg.parity_steps:
+        reference = create_backend("onnxruntime", model_path, device="cpu")
+
+    def more(variant: Variant, backend: Backend) -> None:
+        nonlocal stages
+        if cfg.windows:
+            note(f"{variant.name}: stateful step vs sliding window {cfg.windows}")
+            sliding[variant.name] = sliding_window(backend, cfg.windows, cfg.window_frames)
+        if reference is not None:
+            note(f"{variant.name}: parity with ONNX Runtime CPU over {cfg.parity_steps} steps")
+            parities[variant.name] = parity(backend, reference, cfg.parity_steps)
+        if cfg.source is not None and not stages:
+            from rtau.bench_pipeline import pipeline_stages
+
+            note(f"{variant.name}: pipeline stages on {cfg.source}")
+            stages = {"variant": variant.name,
+                      **pipeline_stages(cfg.source, backend, cfg.loops, cfg.max_faces)}
+
+    try:
+        results, skipped = bench_variants(variants, model_path, cfg.batches, cfg.steps,
+                                          cfg.warmup, on_result, on_skip, more)
+    finally:
+        if reference is not None:
+            reference.close()
+    config = {k: (str(v) if isinstance(v, Path) else v)
+              for k, v in cfg.__dict__.items()}
+    config["variants"] = [{"name": v.name, "backend": v.backend, "kwargs": dict(v.kwargs),
+                           "batches": list(v.batches or cfg.batches)} for v in variants]
+    return {"machine": finish_machine_info(machine), "model": model_info(model_path),
+            "config": config, "results": [r.to_json() for r in results],
+            "skipped": [s.to_json() for s in skipped],
+            "comparisons": {"batch_vs_single": batch_vs_single(results),
+                            "sliding_window": sliding, "parity": parities},
+            "stages": stages}

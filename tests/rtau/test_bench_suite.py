@@ -1,0 +1,117 @@
+"""rtau.bench measures what it says: state fed back through every timed step, W steps from the
+zero state per sliding-window frame, real-looking crops, honest derived numbers, and a variant
+that cannot load reported instead of stopping the suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtau.backends import Backend
+from rtau.bench import (
+    CROP_POOL,
+    BenchError,
+    StepResult,
+    SuiteConfig,
+    Variant,
+    batch_vs_single,
+    bench_crops,
+    crop_pool,
+    machine_slug,
+    parity,
+    parse_int_list,
+    run_suite,
+    sliding_window,
+    time_steps,
+)
+from rtau.contract import ModelContract
+
+CONTRACT = ModelContract(crop_size=16, state_size=3, au_names=("AU01", "AU12"))
+
+
+class CountingBackend(Backend):
+    """Adds 1 to every state row per step and records what it was given."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__(CONTRACT)
+        self.calls: list[tuple[int, float]] = []  # (batch, first state value)
+        self.images: list[np.ndarray] = []
+
+    def _run(self, images, state):
+        self.calls.append((images.shape[0], float(state[0, 0])))
+        self.images.append(images.copy())
+        return np.zeros((images.shape[0], 2), np.float32), state + 1.0
+
+    def describe(self) -> str:
+        return "counting"
+
+
+def test_parse_int_list():
+    assert parse_int_list("1, 8,32,8", "--batch") == (1, 8, 32)
+    for bad in ("", "1,x", "0", "-1"):
+        with pytest.raises(BenchError, match="--batch"):
+            parse_int_list(bad, "--batch")
+
+
+def test_time_steps_feeds_the_state_back_after_warmup():
+    backend = CountingBackend()
+    samples = time_steps(backend, batch=3, steps=5, warmup=2)
+    assert samples.shape == (5,) and np.all(samples >= 0)
+    assert backend.calls == [(3, float(t)) for t in range(7)]
+    # consecutive steps see different crops, like video
+    assert not np.array_equal(backend.images[0], backend.images[1])
+
+
+def test_crops_are_real_looking_and_the_pool_slices_are_contiguous():
+    crops = bench_crops(32, 4)
+    assert crops.dtype == np.uint8 and crops.shape == (4, 32, 32, 3)
+    assert crops.std() > 20 and not np.array_equal(crops[0], crops[1])
+    pool = crop_pool(32, 5)
+    assert pool.shape[0] == 5 + CROP_POOL
+    assert pool[CROP_POOL - 1:CROP_POOL - 1 + 5].flags["C_CONTIGUOUS"]
+
+
+def test_sliding_window_runs_w_steps_from_zero_per_frame():
+    backend = CountingBackend()
+    rows = sliding_window(backend, windows=(3,), frames=2, warmup=0)
+    assert [r["window"] for r in rows] == [1, 3]
+    stateful, windowed = backend.calls[:2], backend.calls[2:]
+    assert stateful == [(1, 0.0), (1, 1.0)]  # one step per frame, state carried
+    assert windowed == [(1, 0.0), (1, 1.0), (1, 2.0)] * 2  # W steps from zero, per frame
+    assert rows[0]["x_stateful"] == 1.0 and rows[1]["steps_per_frame"] == 3
+
+
+def test_batch_vs_single_and_faces_per_s():
+    one = StepResult("v", "onnxruntime", 1, 2.0, 3.0, 2.1, 10, 1, "d")
+    eight = StepResult("v", "onnxruntime", 8, 8.0, 9.0, 8.1, 10, 1, "d")
+    assert eight.faces_per_s == pytest.approx(1000.0) and eight.p50_ms_per_face == 1.0
+    (row,) = batch_vs_single([one, eight])
+    assert row["n_single_calls_ms"] == 16.0 and row["speedup"] == pytest.approx(2.0)
+    assert eight.to_json()["p50_ms"] == 8.0
+
+
+def test_parity_of_a_backend_with_itself_is_zero():
+    result = parity(CountingBackend(), CountingBackend(), steps=4)
+    assert result["max_abs_au_error"] == 0.0 and result["max_abs_state_error"] == 0.0
+
+
+def test_machine_slug():
+    assert machine_slug(2, "x86_64", []) == "cpu2-x86_64"
+    assert machine_slug(16, "x86_64", [{"name": "NVIDIA H100 80GB HBM3"}]) == \
+        "nvidia-h100-80gb-hbm3"
+
+
+def test_run_suite_skips_a_variant_that_cannot_load(tiny_onnx):
+    variants = [Variant("ort", "onnxruntime", {"device": "cpu"}),
+                Variant("bad-kwarg", "onnxruntime", {"no_such_option": 1}),
+                Variant("unknown", "nope")]
+    payload = run_suite(variants, tiny_onnx, SuiteConfig(batches=(1, 2), steps=3, warmup=1,
+                                                         windows=(), parity_steps=3))
+    assert [(r["variant"], r["batch"]) for r in payload["results"]] == [("ort", 1), ("ort", 2)]
+    assert [s["variant"] for s in payload["skipped"]] == ["bad-kwarg", "unknown"]
+    assert "no_such_option" in payload["skipped"][0]["reason"]
+    assert payload["comparisons"]["parity"]["ort"]["max_abs_au_error"] == 0.0
+    assert payload["config"]["variants"][0]["batches"] == [1, 2]
+    assert "load_average_after" in payload["machine"]
