@@ -81,13 +81,15 @@ class TorchBackend(Backend):
     precision: 'auto' (fp16-cnn on CUDA, fp32 on CPU), 'fp32' or 'fp16-cnn'.
     buckets: batch sizes with their own CUDA graph (CUDA only); default 1, 2, 4, ..., 128.
     cuda_graphs: capture graphs on CUDA (False: eager, for comparison).
+    threads: CPU only: torch's intra-op threads, process-wide (0 = leave torch's setting). One
+      thread avoids torch's spinning worker threads fighting other busy processes for cores.
     """
 
     name = "torch"
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
                  precision: str = "auto", buckets: tuple[int, ...] | None = None,
-                 cuda_graphs: bool = True) -> None:
+                 cuda_graphs: bool = True, threads: int = 0) -> None:
         try:
             import torch
         except ImportError:
@@ -112,6 +114,8 @@ class TorchBackend(Backend):
         use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         if precision == "auto":
             precision = PRECISION_FP16_CNN if use_cuda else PRECISION_FP32
+        if threads > 0 and not use_cuda:
+            torch.set_num_threads(threads)
         super().__init__(contract)
         self.model_path = path
         self.device = torch.device("cuda" if use_cuda else "cpu")

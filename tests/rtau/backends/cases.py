@@ -1,0 +1,43 @@
+"""Shared pieces of the backend tests: tolerances, frames, the unrolled comparison, and a
+helper that opens any backend on the tiny model, skipping cleanly where it cannot run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtau.backends import BackendError, create_backend
+
+PARITY_STEPS = 1000
+PARITY_TOLERANCE = 0.05
+"""Max abs AU error over the unrolled run against ONNX Runtime FP32 (DESIGN section 6)."""
+
+
+def random_frames(b: int, seed: int, crop: int = 112) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (b, crop, crop, 3), dtype=np.uint8)
+
+
+def unrolled_max_error(backend, reference, frames: np.ndarray, batch: int = 2) -> float:
+    """Max abs AU difference of two backends stepped over `frames` (rows: shifted copies)."""
+    steps = frames.shape[0]
+    state_a, state_b = backend.init_state(batch), reference.init_state(batch)
+    worst = 0.0
+    for t in range(steps):
+        images = np.stack([frames[(t + 37 * r) % steps] for r in range(batch)])
+        aus_a, state_a = backend.step(images, state_a)
+        aus_b, state_b = reference.step(images, state_b)
+        worst = max(worst, float(np.abs(aus_a - aus_b).max()))
+    return worst
+
+
+def open_backend(name: str, kwargs: dict, request) -> object:
+    """create_backend on the tiny model; skip with the backend's reason where it cannot run."""
+    if name == "torch":
+        pytest.importorskip("torch")
+    model = request.getfixturevalue("tiny_engine" if name == "tensorrt" else "tiny_onnx")
+    try:
+        return create_backend(name, model, **kwargs)
+    except BackendError as exc:
+        if name == "onnxruntime":
+            raise
+        pytest.skip(f"{name} cannot run here: {exc}")

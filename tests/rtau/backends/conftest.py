@@ -1,0 +1,30 @@
+"""Fixtures for the backend tests: real-looking face frames and a tiny TensorRT engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.rtau.backends.cases import PARITY_STEPS
+
+
+@pytest.fixture(scope="session")
+def face_frames():
+    """uint8[PARITY_STEPS, 112, 112, 3]: a real portrait under small motion and lighting."""
+    pytest.importorskip("torch")
+    from train.export import parity_frames
+
+    return parity_frames(112, PARITY_STEPS, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_onnx, tmp_path_factory):
+    """A TensorRT engine of the tiny model for this machine's GPU (gpu tests only)."""
+    from rtau.engine_build import EngineBuildConfig, EngineBuildError, build_engine
+
+    out = tmp_path_factory.mktemp("engine") / "tiny.engine"
+    try:
+        result = build_engine(EngineBuildConfig(model=tiny_onnx, out=out, max_batch=8,
+                                                compute_capability=("current",), progress=False))
+    except EngineBuildError as exc:
+        pytest.skip(f"no engine for this GPU: {exc}")
+    return result.engine_path

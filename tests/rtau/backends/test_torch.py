@@ -1,0 +1,128 @@
+"""The torch backend: the ONNX graph rebuilt as torch ops, parity with ONNX Runtime over 1,000
+unrolled steps (CPU FP32 here; the FP16-CNN graph with CUDA graphs on a GPU), clear refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtau.backends import BackendError, create_backend
+from tests.rtau.backends.cases import PARITY_STEPS, PARITY_TOLERANCE, unrolled_max_error
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+FP16_CPU_STEPS = 100
+"""FP16 convolutions are slow on a CPU; a shorter unroll still exercises the FP16 graph."""
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_onnx):
+    return create_backend("onnxruntime", tiny_onnx)
+
+
+def test_cpu_fp32_parity_over_1000_steps(tiny_onnx, reference, face_frames):
+    backend = create_backend("torch", tiny_onnx, device="cpu", threads=1)
+    assert "torch (cpu, fp32, eager)" in backend.describe()
+    error = unrolled_max_error(backend, reference, face_frames[:PARITY_STEPS])
+    assert error <= 1e-4, error
+
+
+def test_fp16_cnn_graph_on_cpu(tiny_onnx, reference, face_frames):
+    backend = create_backend("torch", tiny_onnx, device="cpu", precision="fp16-cnn",
+                             threads=1)
+    assert backend.precision == "fp16-cnn"
+    error = unrolled_max_error(backend, reference, face_frames[:FP16_CPU_STEPS])
+    assert error <= PARITY_TOLERANCE, error
+
+
+@pytest.mark.gpu
+def test_cuda_graph_parity_over_1000_steps(tiny_onnx, reference, face_frames):
+    if not torch.cuda.is_available():
+        pytest.skip("torch here has no CUDA")
+    backend = create_backend("torch", tiny_onnx, device="cuda", buckets=(1, 2, 4, 8))
+    assert "fp16-cnn, CUDA graphs" in backend.describe()
+    error = unrolled_max_error(backend, reference, face_frames[:PARITY_STEPS], batch=3)
+    assert error <= PARITY_TOLERANCE, error
+    assert set(backend._graphs) == {4}  # batch 3 ran padded in bucket 4
+
+
+def _graph_with(nodes, inits, hidden=6, pool_channels=3):
+    """A contract-named graph: image uint8[B,4,4,3], state float32[B,hidden] -> aus, state_out."""
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["B", 4, 4, 3]),
+              helper.make_tensor_value_info("state", TensorProto.FLOAT, ["B", hidden])]
+    outputs = [helper.make_tensor_value_info("aus", TensorProto.FLOAT, None),
+               helper.make_tensor_value_info("state_out", TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "ops", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_interpreter_ops_match_onnxruntime(tmp_path):
+    """Operators the exporter does not emit today but equivalent exports do."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtau.backends.onnx_torch import OnnxTorchGraph
+
+    rng = np.random.default_rng(0)
+    consts = {"split": np.array([2, 4], np.int64), "shape": np.array([0, 6], np.int64),
+              "axis1": np.array([1], np.int64), "lo": np.array(-0.5, np.float32),
+              "hi": np.array(0.5, np.float32),
+              "w": rng.normal(size=(6, 6)).astype(np.float32)}
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
+    n = helper.make_node
+    nodes = [
+        n("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+        n("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]),
+        n("GlobalAveragePool", ["nchw"], ["pooled"]),
+        n("Flatten", ["pooled"], ["flat"], axis=1),
+        n("Split", ["state", "split"], ["s1", "s2"], axis=1),
+        n("Concat", ["s2", "s1"], ["cat"], axis=1),
+        n("Reshape", ["cat", "shape"], ["re"]),
+        n("Unsqueeze", ["re", "axis1"], ["un"]),
+        n("Squeeze", ["un", "axis1"], ["sq"]),
+        n("Clip", ["sq", "lo", "hi"], ["cl"]),
+        n("MatMul", ["cl", "w"], ["mm"]),
+        n("Identity", ["mm"], ["state_out"]),
+        n("Concat", ["flat", "state_out"], ["aus"], axis=1),
+    ]
+    path = tmp_path / "ops.onnx"
+    onnx.save(_graph_with(nodes, inits), str(path))
+    image = rng.integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
+    state = rng.normal(size=(3, 6)).astype(np.float32)
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        ["aus", "state_out"], {"image": image, "state": state})
+    graph = OnnxTorchGraph.load(path)
+    got = graph(torch.from_numpy(image), torch.from_numpy(state))
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g.numpy(), e, atol=1e-5)
+
+
+def test_unsupported_operator_is_named(tmp_path):
+    from onnx import TensorProto, helper
+
+    from rtau.backends.onnx_torch import OnnxTorchGraph
+
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Softmax", ["state"], ["state_out"]),
+             helper.make_node("Identity", ["state_out"], ["aus"])]
+    path = tmp_path / "softmax.onnx"
+    onnx.save(_graph_with(nodes, []), str(path))
+    with pytest.raises(BackendError, match="cannot run ONNX operator 'Softmax'"):
+        OnnxTorchGraph.load(path)
+
+
+def test_refusals(tiny_onnx, tmp_path):
+    with pytest.raises(BackendError, match="precision must be"):
+        create_backend("torch", tiny_onnx, precision="int8")
+    with pytest.raises(BackendError, match="device must be"):
+        create_backend("torch", tiny_onnx, device="tpu")
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 64)
+    with pytest.raises(BackendError, match="not model.engine"):
+        create_backend("torch", engine)
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="no CUDA GPU"):
+            create_backend("torch", tiny_onnx, device="cuda")
