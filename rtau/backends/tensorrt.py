@@ -151,6 +151,23 @@ def describe_invalidity(diagnostics: int) -> str:
     return ", ".join(reasons) or "no reason given"
 
 
+def engine_validity(engine_path: str | os.PathLike) -> str:
+    """The installed runtime's verdict on an engine for this GPU, e.g. 'INVALID (unsupported
+    compute capability)'; 'unchecked' where the runtime has no `get_engine_validity`."""
+    manifest = read_engine_manifest(engine_path)
+    name = manifest.get("tensorrt", {}).get("flavour", "")
+    flavour = installed_flavour(name) if name in FLAVOUR_MODULES else None
+    if flavour is None:
+        raise BackendError(f"the TensorRT that built {engine_path} is not installed here")
+    trt = importlib.import_module(flavour.module_name)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    if not hasattr(runtime, "get_engine_validity"):
+        return "unchecked"
+    validity, diagnostics = runtime.get_engine_validity(Path(engine_path).read_bytes())
+    word = str(validity).rsplit(".", 1)[-1]
+    return word if word == "VALID" else f"{word} ({describe_invalidity(diagnostics)})"
+
+
 def resolve_engine(model_path: Path) -> Path:
     """An engine path as given; for a contract ONNX, the engine built from it by default."""
     if model_path.suffix != ".onnx":

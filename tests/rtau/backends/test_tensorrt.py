@@ -15,6 +15,7 @@ from rtau.backends.tensorrt import (
     GpuInfo,
     check_engine_fits,
     describe_invalidity,
+    engine_validity,
     installed_flavour,
     resolve_engine,
 )
@@ -123,3 +124,13 @@ def test_gpu_parity_over_1000_steps(tiny_engine, tiny_onnx, face_frames):
     with backend:
         error = unrolled_max_error(backend, reference, face_frames[:PARITY_STEPS], batch=3)
     assert error <= PARITY_TOLERANCE, error
+
+
+@pytest.mark.gpu
+def test_rtx_engine_validity_on_this_gpu(rtx_engine, capsys):
+    """The runtime's own verdict on an RTX engine here (Hopper: expected INVALID, unsupported
+    compute capability); run with `-s` to see it."""
+    verdict = engine_validity(rtx_engine.engine_path)
+    with capsys.disabled():
+        print(f"\nTensorRT-RTX {trt.__version__} get_engine_validity on this GPU: {verdict}")
+    assert verdict.split()[0] in ("VALID", "SUBOPTIMAL", "INVALID")
