@@ -72,7 +72,7 @@ def test_rebuild_is_skipped_only_when_the_manifest_matches(tiny_onnx, tmp_path):
     assert not _build(tiny_onnx, out, max_batch=4, buckets=(1, 4)).skipped
 
 
-def test_compute_capability_targets(tiny_onnx, tmp_path):
+def test_compute_capability_targets(tiny_onnx, tmp_path, monkeypatch):
     result = _build(tiny_onnx, tmp_path / "t.engine", max_batch=1,
                     compute_capability=("8.6",))
     assert result.manifest["targets"]["compute_capabilities"] == ["8.6"]
@@ -81,6 +81,7 @@ def test_compute_capability_targets(tiny_onnx, tmp_path):
     # Turing has no FP32 GEMM in TensorRT-RTX, and the recurrent cell is FP32 by design.
     with pytest.raises(EngineBuildError, match="could not build an engine"):
         _build(tiny_onnx, tmp_path / "t75.engine", max_batch=1, compute_capability=("7.5",))
+    monkeypatch.setattr(engine_build, "_current_gpu", lambda: (None, None))
     with pytest.raises(EngineBuildError, match="must see a GPU"):
         _build(tiny_onnx, tmp_path / "c.engine", compute_capability=("current",))
 
