@@ -13,6 +13,10 @@ are built from). The ONNX metadata carries the contract, the model config and th
 Before anything is written, the ONNX is run by ONNX Runtime for `parity_steps` unrolled steps on
 real-looking face frames (a public-domain portrait under small motion and lighting change) and
 compared with the torch FP32 step; a model over tolerance is refused.
+
+`--scores EVALUATION.json` (written by `python -m train evaluate`) and `--limits TEXT` put the
+model's held-out scores and its known limits into the manifest, so a shipped model says what it
+was measured on and what it cannot do.
 """
 
 from __future__ import annotations
@@ -67,6 +71,21 @@ class ExportConfig:
     training_data: str = ""
     parity_steps: int = 500
     seed: int = 0
+    scores: Path | None = None
+    limits: str = ""
+
+
+def read_scores(path: Path) -> dict:
+    """The pooled ICC / PCC / MAE of an evaluation.json (`train evaluate`), for a manifest."""
+    try:
+        result = json.loads(Path(path).read_text())
+        pooled = result["pooled"]
+        return {"store": result["store"], "videos": sorted(
+            {v for fold in result["folds"] for v in fold["videos"]}),
+            "mean": pooled["mean"], "per_au": pooled["per_au"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"--scores {path}: not an evaluation.json of `train evaluate` "
+                          f"({exc.__class__.__name__}: {exc})") from None
 
 
 class _StepModule(nn.Module):
@@ -206,6 +225,7 @@ def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig =
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    scores = read_scores(cfg.scores) if cfg.scores is not None else None
     proto = build_onnx(model, cfg)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     try:
@@ -231,6 +251,8 @@ def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig =
             "gflops_per_frame": round(count_flops_per_frame(model.cfg) / 1e9, 3),
             "parameters": sum(p.numel() for p in model.parameters()),
             "parity_vs_torch_fp32": {**parity, "tolerance": PARITY_TOLERANCE[cfg.precision]},
+            **({"scores": scores} if scores is not None else {}),
+            **({"limits": cfg.limits} if cfg.limits else {}),
         },
     ).to_json()
     write_json_atomic(manifest_path(out_path), manifest)
@@ -245,12 +267,15 @@ def export_command(
     training_data: str = typer.Option("", help="What the model was trained on (metadata)."),
     parity_steps: int = typer.Option(500, help="Unrolled steps of the ONNX Runtime check."),
     seed: int = typer.Option(0, help="Seed of the parity frames."),
+    scores: Path | None = typer.Option(
+        None, help="evaluation.json of `train evaluate` to record in the manifest."),
+    limits: str = typer.Option("", help="Known limits of the model (manifest text)."),
 ) -> None:
     """Export a checkpoint's step to a contract ONNX + manifest, after a parity check."""
     loaded = load_checkpoint(checkpoint)
     data = training_data or str(loaded.extra.get("training_data", ""))
     cfg = ExportConfig(precision=precision, model_version=model_version, training_data=data,
-                       parity_steps=parity_steps, seed=seed)
+                       parity_steps=parity_steps, seed=seed, scores=scores, limits=limits)
     path, manifest = export_onnx(loaded.model, out, cfg)
     parity = manifest["parity_vs_torch_fp32"]
     typer.echo(

@@ -134,3 +134,29 @@ def test_export_leaves_the_model_mode_alone(tiny_model, tmp_path):
     model.train()
     export_onnx(model, tmp_path / "b.onnx", ExportConfig(parity_steps=2))
     assert all(m.training for m in model.modules())
+
+
+def test_scores_and_limits_go_into_the_manifest(tiny_model, tmp_path):
+    from train.evaluate import write_results
+    from train.metrics import au_metrics
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 5, (50, 2))
+    pred = truth + rng.normal(0, 0.5, truth.shape)
+    report = au_metrics(pred, truth, np.ones_like(truth, bool), ("AU06", "AU12"))
+    result = {"store": "stores/test", "pooled": report.to_json(),
+              "folds": [{"checkpoint": "c.pt", "fold": -1, "videos": ["B", "A"],
+                         **report.to_json()}]}
+    write_results(tmp_path / "eval", result, report, result["folds"])
+    _, manifest = export_onnx(tiny_model, tmp_path / "m.onnx", ExportConfig(
+        parity_steps=2, scores=tmp_path / "eval" / "evaluation.json", limits="geometry only"))
+    assert manifest["scores"]["videos"] == ["A", "B"]
+    assert manifest["scores"]["mean"]["icc"] == pytest.approx(report.mean["icc"])
+    assert set(manifest["scores"]["per_au"]) == {"AU06", "AU12"}
+    assert manifest["limits"] == "geometry only"
+
+    (tmp_path / "bad.json").write_text('{"folds": []}')
+    with pytest.raises(ExportError, match="not an evaluation.json"):
+        export_onnx(tiny_model, tmp_path / "n.onnx", ExportConfig(
+            parity_steps=2, scores=tmp_path / "bad.json"))
+    assert not (tmp_path / "n.onnx").exists()
