@@ -14,6 +14,9 @@ frames into the GRU and, unless frozen, the CNN (at `cnn_lr_scale` times the lr)
 load; the AU head is new when the checkpoint is a pretraining one or its AUs differ. The load
 names every missing, unexpected and shape-mismatched key and refuses anything but the head.
 --mode linear: the frozen-feature baseline (CNN and GRU frozen, only the linear head learns).
+--augment (default on): each sequence gets one draw of the stage 1 augmentations (small
+crop/scale jitter, colour jitter, blur, grayscale, horizontal flip; train/augment.py) for all its
+frames; the flip keeps labels valid because the AUs are intensities of both sides of the face.
 --fold F of --num-folds: train on the subjects outside fold F (train/evaluate.py's
 subject-exclusive folds); --fold -1 trains on every video of the store.
 The checkpoint at --out is written atomically (every checkpoint_every steps, at the end, on
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 import typer
 from rich.console import Console
 
+from train.augment import AugmentConfig, ClipAugment
 from train.data.store import ClipSampler, ClipStore, sample_label_fraction
 from train.evaluate import fold_videos
 from train.loop import (
@@ -84,6 +88,7 @@ class FinetuneConfig:
     checkpoint_every: int = 200
     device: str = "auto"
     quiet: bool = False
+    augment: bool = True
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -272,6 +277,8 @@ def finetune(
     def save(step: int) -> None:
         save_training_state(out, model, step, STAGE, config, optimizer, history, **extra)
 
+    augment = ClipAugment(AugmentConfig())
+
     if start >= config.steps:
         if not config.quiet:
             console.print(f"{out}: already at step {start}; nothing to do")
@@ -285,7 +292,7 @@ def finetune(
                 lr = lr_at(step, config.lr, config.warmup_steps, config.steps, config.min_lr_ratio)
                 for group, spec in zip(optimizer.param_groups, groups, strict=True):
                     group["lr"] = lr * spec["scale"]
-                seed_torch(config.seed, runtime.rank, step)
+                generator = seed_torch(config.seed, runtime.rank, step)
                 sampler = ClipSampler(store, config.seq_len, train_ids, frames,
                                       seed=step_seed(config.seed, runtime.rank, step),
                                       labeled_only=True)
@@ -293,6 +300,10 @@ def finetune(
                 images = torch.from_numpy(np.stack([c.images for c in clips]))
                 labels = torch.from_numpy(np.stack([c.labels for c in clips]))
                 mask = torch.from_numpy(np.stack([c.mask for c in clips]))
+                if config.augment:
+                    draw = torch.rand(len(clips), generator=generator)
+                    flip = draw < augment.config.flip_probability
+                    images = augment(images, flip, generator)
                 device = runtime.device
                 pred = sequence_outputs(model, images.to(device), config.cnn_frozen)
                 loss = masked_loss(pred, labels.to(device), mask.to(device), config.loss)
@@ -340,6 +351,7 @@ def finetune_command(
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    augment: Annotated[bool, typer.Option(help="per-sequence augmentation")] = True,
 ) -> None:
     """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
     config = FinetuneConfig(
@@ -348,6 +360,6 @@ def finetune_command(
         batch_size=batch_size, seq_len=seq_len, lr=lr, cnn_lr_scale=cnn_lr_scale,
         weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
         tiny=tiny, width=width, hidden_size=hidden_size, seed=seed,
-        checkpoint_every=checkpoint_every, device=device, quiet=quiet,
+        checkpoint_every=checkpoint_every, device=device, quiet=quiet, augment=augment,
     )
     print(finetune(config, Console(stderr=True)), flush=True)
