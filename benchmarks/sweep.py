@@ -42,7 +42,10 @@ GPU_BUCKETS = GPU_BATCHES
 WINDOWS = (8, 16, 32)
 PARITY_STEPS = 1000
 LOOPS = 3
-QUICK = {"steps": 30, "warmup": 5, "window_frames": 5, "parity": 50, "loops": 1}
+MAX_SECONDS = 8.0
+"""Slow CPU variants at large batches stop after this many seconds of timed steps."""
+QUICK = {"steps": 30, "warmup": 5, "max_seconds": 0.0, "window_frames": 5, "parity": 50,
+         "loops": 1}
 
 VARIANTS = (
     Variant("onnxruntime-cpu", "onnxruntime", {"device": "cpu"}, batches=CPU_BATCHES),
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
+                        help="time budget per variant and batch size (at least 50 steps)")
     parser.add_argument("--window-frames", type=int, default=20)
     parser.add_argument("--parity", type=int, default=PARITY_STEPS)
     parser.add_argument("--loops", type=int, default=LOOPS)
@@ -122,7 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
         notes += [why_not] if why_not else []
     with tempfile.TemporaryDirectory(prefix="rtau-sweep-") as tmp:
         model, model_note = resolve_or_export(args.model, Path(tmp))
-        cfg = SuiteConfig(steps=args.steps, warmup=args.warmup, windows=WINDOWS,
+        cfg = SuiteConfig(steps=args.steps, warmup=args.warmup, max_seconds=args.max_seconds,
+                          windows=WINDOWS,
                           window_frames=args.window_frames, parity_steps=args.parity,
                           source=source, loops=args.loops, threads=args.threads)
         payload = run_suite(

@@ -35,6 +35,8 @@ DEFAULT_BATCHES = (1, 8, 32)
 DEFAULT_STEPS = 200
 DEFAULT_WARMUP = 20
 DEFAULT_WINDOWS = (8, 16, 32)
+MIN_TIMED_STEPS = 50
+"""Fewest timed calls a time budget may cut a measurement to (p99 needs samples)."""
 DEFAULT_WINDOW_FRAMES = 20
 """Output frames timed per window length (each costs W steps)."""
 CROP_POOL = 16
@@ -180,14 +182,16 @@ def crop_pool(size: int, batch: int, seed: int = 0) -> np.ndarray:
 
 
 def time_steps(backend: Backend, batch: int, steps: int, warmup: int,
-               pool: np.ndarray | None = None) -> np.ndarray:
+               pool: np.ndarray | None = None, max_seconds: float = 0.0) -> np.ndarray:
     """Milliseconds of `steps` timed `backend.step` calls at `batch`, after `warmup` untimed
-    ones; the state returned by each call feeds the next. float64[steps]."""
+    ones; the state returned by each call feeds the next. float64[n]: n = steps, or fewer (but
+    at least MIN_TIMED_STEPS) once the timed calls have taken `max_seconds` (0: no limit)."""
     if pool is None:
         pool = crop_pool(backend.contract.crop_size, batch)
     state = backend.init_state(batch)
     samples = np.empty(steps, np.float64)
     clock = time.perf_counter
+    spent = 0.0
     for t in range(warmup + steps):
         offset = t % CROP_POOL
         images = pool[offset:offset + batch]
@@ -196,6 +200,10 @@ def time_steps(backend: Backend, batch: int, steps: int, warmup: int,
         t1 = clock()
         if t >= warmup:
             samples[t - warmup] = (t1 - t0) * 1000.0
+            spent += t1 - t0
+            n = t - warmup + 1
+            if max_seconds and spent > max_seconds and n >= MIN_TIMED_STEPS:
+                return samples[:n]
     return samples
 
 
@@ -214,11 +222,12 @@ def bench_variants(variants: Sequence[Variant], model_path: str | os.PathLike,
                    on_result: Callable[[StepResult], None] | None = None,
                    on_skip: Callable[[Skipped], None] | None = None,
                    keep: Callable[[Variant, Backend], None] | None = None,
-                   ) -> tuple[list[StepResult], list[Skipped]]:
+                   max_seconds: float = 0.0) -> tuple[list[StepResult], list[Skipped]]:
     """Time every variant at every batch size; variants that fail are skipped with a reason.
 
     keep(variant, backend) is called with each loaded backend before it is closed, so callers
     can run more measurements on it (the sliding window) without loading it twice.
+    max_seconds caps the timed calls of one batch size (see `time_steps`).
     """
     results: list[StepResult] = []
     skipped: list[Skipped] = []
@@ -238,13 +247,14 @@ def bench_variants(variants: Sequence[Variant], model_path: str | os.PathLike,
             description = backend.describe()
             for batch in variant.batches or batches:
                 try:
-                    samples = time_steps(backend, batch, steps, warmup)
+                    samples = time_steps(backend, batch, steps, warmup,
+                                         max_seconds=max_seconds)
                 except LOAD_FAILURES as exc:
                     skip(Skipped(variant.name, one_line(exc), batch))
                     continue
                 p50, p99 = percentiles(samples)
                 result = StepResult(variant.name, variant.backend, batch, p50, p99,
-                                    float(samples.mean()), steps, warmup, description)
+                                    float(samples.mean()), len(samples), warmup, description)
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
@@ -407,11 +417,13 @@ class SuiteConfig:
     per batch; windows: sliding-window lengths compared with the stateful step (empty: skip);
     window_frames: output frames timed per window; parity_steps: unrolled steps compared with
     ONNX Runtime CPU FP32 on the same model (0: skip); source: a video for the pipeline stage
-    breakdown (None: skip), played `loops` times with up to `max_faces` faces."""
+    breakdown (None: skip), played `loops` times with up to `max_faces` faces; max_seconds:
+    time budget of one batch size's timed calls (0: none; at least MIN_TIMED_STEPS run)."""
 
     batches: tuple[int, ...] = DEFAULT_BATCHES
     steps: int = DEFAULT_STEPS
     warmup: int = DEFAULT_WARMUP
+    max_seconds: float = 0.0
     windows: tuple[int, ...] = DEFAULT_WINDOWS
     window_frames: int = DEFAULT_WINDOW_FRAMES
     parity_steps: int = 0
@@ -477,7 +489,7 @@ def run_suite(variants: Sequence[Variant], model_path: str | os.PathLike,
 
     try:
         results, skipped = bench_variants(variants, model_path, cfg.batches, cfg.steps,
-                                          cfg.warmup, on_result, on_skip, more)
+                                          cfg.warmup, on_result, on_skip, more, cfg.max_seconds)
     finally:
         if reference is not None:
             reference.close()

@@ -38,6 +38,7 @@ class BenchConfig:
     batch: str = DEFAULT_BATCH
     steps: int = 200
     warmup: int = 20
+    max_seconds: float = 0.0
     windows: str = DEFAULT_WINDOWS
     window_frames: int = 20
     parity: int = 0
@@ -55,8 +56,8 @@ def command_line(cfg: BenchConfig) -> str:
     defaults = BenchConfig()
     if cfg.backend:
         parts.append(f"--backend {','.join(cfg.backend)}")
-    for name in ("batch", "steps", "warmup", "windows", "window_frames", "parity", "source",
-                 "loops", "max_faces", "model", "threads", "json"):
+    for name in ("batch", "steps", "warmup", "max_seconds", "windows", "window_frames", "parity",
+                 "source", "loops", "max_faces", "model", "threads", "json"):
         value = getattr(cfg, name)
         if value != getattr(defaults, name):
             parts.append(f"--{name.replace('_', '-')} {value}")
@@ -88,9 +89,10 @@ def suite_config(cfg: BenchConfig):
     windows = () if cfg.windows.strip().lower() in NO_WINDOWS else \
         parse_int_list(cfg.windows, "--windows", minimum=2)
     return SuiteConfig(batches=parse_int_list(cfg.batch, "--batch"), steps=cfg.steps,
-                       warmup=cfg.warmup, windows=windows, window_frames=cfg.window_frames,
-                       parity_steps=cfg.parity, source=cfg.source, loops=cfg.loops,
-                       max_faces=cfg.max_faces, threads=cfg.threads)
+                       warmup=cfg.warmup, max_seconds=cfg.max_seconds, windows=windows,
+                       window_frames=cfg.window_frames, parity_steps=cfg.parity,
+                       source=cfg.source, loops=cfg.loops, max_faces=cfg.max_faces,
+                       threads=cfg.threads)
 
 
 def _ms(value: float) -> str:
@@ -220,6 +222,9 @@ def bench(
         "--steps", min=1, help="Timed steps per backend and batch size.")] = 200,
     warmup: Annotated[int, typer.Option(
         "--warmup", min=0, help="Untimed steps first.")] = 20,
+    max_seconds: Annotated[float, typer.Option(
+        "--max-seconds", min=0.0, help="Time budget per batch size: stop timing after it "
+                                       "(at least 50 steps; 0 = no limit).")] = 0.0,
     windows: Annotated[str, typer.Option(
         "--windows", help="Sliding-window lengths compared with the stateful step "
                           "('none' to skip).")] = DEFAULT_WINDOWS,
@@ -243,6 +248,7 @@ def bench(
 ) -> None:
     """Time the step per backend and batch size (and with --source the whole pipeline)."""
     run_bench(BenchConfig(backend=tuple(backend or ()), batch=batch, steps=steps,
-                          warmup=warmup, windows=windows, window_frames=window_frames,
-                          parity=parity, source=source, loops=loops, max_faces=max_faces,
-                          model=model, threads=threads, json=json))
+                          warmup=warmup, max_seconds=max_seconds, windows=windows,
+                          window_frames=window_frames, parity=parity, source=source,
+                          loops=loops, max_faces=max_faces, model=model, threads=threads,
+                          json=json))

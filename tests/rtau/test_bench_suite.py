@@ -10,6 +10,7 @@ import pytest
 from rtau.backends import Backend
 from rtau.bench import (
     CROP_POOL,
+    MIN_TIMED_STEPS,
     BenchError,
     StepResult,
     SuiteConfig,
@@ -62,6 +63,12 @@ def test_time_steps_feeds_the_state_back_after_warmup():
     assert backend.calls == [(3, float(t)) for t in range(7)]
     # consecutive steps see different crops, like video
     assert not np.array_equal(backend.images[0], backend.images[1])
+
+
+def test_a_time_budget_cuts_timing_short_but_not_below_the_minimum():
+    samples = time_steps(CountingBackend(), batch=1, steps=MIN_TIMED_STEPS + 100, warmup=0,
+                         max_seconds=1e-9)
+    assert len(samples) == MIN_TIMED_STEPS
 
 
 def test_crops_are_real_looking_and_the_pool_slices_are_contiguous():
