@@ -66,6 +66,8 @@ class Variant:
     """A model file of its own (an engine); None: the suite's model."""
     batches: tuple[int, ...] | None = None
     """Batch sizes of its own (CPU variants stop earlier than GPU ones); None: the suite's."""
+    compare: bool = True
+    """Also run the sliding-window comparison and parity on it (False for slow variants)."""
 
 
 @dataclass(frozen=True)
@@ -474,10 +476,11 @@ def run_suite(variants: Sequence[Variant], model_path: str | os.PathLike,
 
     def more(variant: Variant, backend: Backend) -> None:
         nonlocal stages
-        if cfg.windows:
+        if cfg.windows and variant.compare:
             note(f"{variant.name}: stateful step vs sliding window {cfg.windows}")
             sliding[variant.name] = sliding_window(backend, cfg.windows, cfg.window_frames)
-        if reference is not None:
+        is_reference = variant.backend == "onnxruntime" and variant.kwargs.get("device") == "cpu"
+        if reference is not None and variant.compare and not is_reference:
             note(f"{variant.name}: parity with ONNX Runtime CPU over {cfg.parity_steps} steps")
             parities[variant.name] = parity(backend, reference, cfg.parity_steps)
         if cfg.source is not None and not stages:
@@ -496,7 +499,8 @@ def run_suite(variants: Sequence[Variant], model_path: str | os.PathLike,
     config = {k: (str(v) if isinstance(v, Path) else v)
               for k, v in cfg.__dict__.items()}
     config["variants"] = [{"name": v.name, "backend": v.backend, "kwargs": dict(v.kwargs),
-                           "batches": list(v.batches or cfg.batches)} for v in variants]
+                           "batches": list(v.batches or cfg.batches), "compare": v.compare}
+                          for v in variants]
     return {"machine": finish_machine_info(machine), "model": model_info(model_path),
             "config": config, "results": [r.to_json() for r in results],
             "skipped": [s.to_json() for s in skipped],
