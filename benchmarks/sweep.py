@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -44,6 +45,7 @@ PARITY_STEPS = 1000
 LOOPS = 3
 MAX_SECONDS = 8.0
 """Slow CPU variants at large batches stop after this many seconds of timed steps."""
+THREADED_BACKENDS = ("onnxruntime", "torch")
 QUICK = {"steps": 30, "warmup": 5, "max_seconds": 0.0, "window_frames": 5, "parity": 50,
          "loops": 1}
 
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default=None, help="result file stem (default: the machine)")
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of ONNX Runtime and torch (0: their defaults)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
@@ -117,10 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     wanted = {n.strip() for n in args.variants.split(",") if n.strip()}
     variants = [v for v in VARIANTS if not wanted or v.name in wanted]
-    if args.threads:
-        variants = [Variant(v.name, v.backend, {**v.kwargs, "threads": args.threads},
-                            v.model, v.batches) if v.backend == "onnxruntime" else v
-                    for v in variants]
+    if args.threads:  # ONNX Runtime's intra-op threads; torch's on the CPU (ignored on CUDA)
+        variants = [replace(v, kwargs={**v.kwargs, "threads": args.threads})
+                    if v.backend in THREADED_BACKENDS else v for v in variants]
     notes = []
     source = None
     if not args.no_source:

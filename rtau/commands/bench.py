@@ -27,6 +27,8 @@ import typer
 DEFAULT_BATCH = "1,8,32"
 DEFAULT_WINDOWS = "8,16,32"
 NO_WINDOWS = ("", "0", "none")
+THREADED_BACKENDS = ("onnxruntime", "torch")
+"""Backends with a `threads` option (CPU intra-op threads; torch ignores it on CUDA)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def variants_for(cfg: BenchConfig):
         raise BenchError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKEND_NAMES)}")
     variants = []
     for name in dict.fromkeys(names):
-        kwargs = {"threads": cfg.threads} if name == "onnxruntime" and cfg.threads else {}
+        kwargs = {"threads": cfg.threads} if name in THREADED_BACKENDS and cfg.threads else {}
         variants.append(Variant(name, name, kwargs))
     return variants
 
@@ -242,7 +244,8 @@ def bench(
     model: Annotated[Path | None, typer.Option(
         "--model", help="Contract ONNX/engine (default: the shipped model).")] = None,
     threads: Annotated[int, typer.Option(
-        "--threads", min=0, help="ONNX Runtime intra-op threads (0 = its default).")] = 0,
+        "--threads", min=0, help="CPU threads of ONNX Runtime and torch (0 = their default)."
+    )] = 0,
     json: Annotated[Path | None, typer.Option(
         "--json", help="Write every number, the machine and the command as JSON.")] = None,
 ) -> None:
