@@ -26,6 +26,8 @@ LATENCY_TARGET_PERIODS = 1.5
 FP16_PARITY_TARGET = 0.05
 FP16_PARITY_STEPS = 1000
 PLOT_DPI = 110
+SHARED_LOAD = 0.5
+"""Load average per core above which a run is flagged as sharing the machine."""
 
 
 def _is_gpu_variant(result: dict) -> bool:
@@ -91,6 +93,13 @@ def targets(payload: dict) -> list[dict]:
     return rows
 
 
+def shared_machine(machine: dict) -> bool:
+    """True when other processes kept the cores busy during the run (1-minute load average
+    at the start or the end above SHARED_LOAD per core)."""
+    loads = [machine["load_average"][0], *machine.get("load_average_after", [0.0])[:1]]
+    return max(loads) > SHARED_LOAD * max(machine["cores"], 1)
+
+
 def _ms(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
@@ -109,7 +118,10 @@ def markdown(payload: dict) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['arch']}; GPU: {gpus}",
         f"- OS {m['os']}, Python {m['python']}; {libs}",
         f"- load average (1/5/15 min) before {m['load_average']}, after "
-        f"{m.get('load_average_after', '?')}; threads {m['threads']}",
+        f"{m.get('load_average_after', '?')}; threads {m['threads']}"
+        + (f". **Other jobs shared this machine** (load {m['load_average'][0]:g} on "
+           f"{m['cores']} cores): the timings are slower and noisier than on an idle machine"
+           if shared_machine(m) else ""),
         f"- model: `{model['file']}` (sha256 {model['sha256'][:12]}..., {weights}; "
         f"S={model.get('crop_size')}, H={model.get('state_size')}, K={model.get('aus')}, "
         f"{model.get('precision')})",

@@ -74,9 +74,12 @@ def resolve_or_export(model: Path | None, workdir: Path) -> tuple[Path, str | No
     except ModelNotFound:
         if model is not None:
             raise
-    from train.export import ExportConfig, export_onnx  # only without a shipped model
+    import torch  # only without a shipped model
+
+    from train.export import ExportConfig, export_onnx
     from train.model import AUModel, ModelConfig
 
+    torch.manual_seed(0)  # the same random model on every machine
     path, _ = export_onnx(AUModel(ModelConfig()).eval(), workdir / "default_random.onnx",
                           ExportConfig(parity_steps=0))
     return path, "default architecture with random weights (no shipped model was present)"
