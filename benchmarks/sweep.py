@@ -2,9 +2,10 @@
 `benchmarks/results/<machine>.json` + `.md` + `.png`.
 
 Run (from the repository root): `python -m benchmarks.sweep [--out benchmarks/results]
-[--model PATH] [--threads N] [--quick]`. It is also the GPU machine's single call:
+[--model PATH] [--threads N] [--quick]`. On a GPU machine it is the single call that checks
+and times every GPU variant:
 
-    python3 -m benchmarks.sweep --out "$OUT"
+    python3 -m benchmarks.sweep --out "$OUT" --stages-variant torch-cuda-graphs
 
 Variants (`VARIANTS`): ONNX Runtime CPU, torch eager on the CPU, ONNX Runtime CUDA, torch eager
 on CUDA, torch with CUDA graphs (FP16 CNN + FP32 cell, and all-FP32), TensorRT. Each one that
@@ -15,11 +16,12 @@ the test clip available, the whole pipeline's stage breakdown and live capture-t
 latency on `single_face.mp4`. Everything is measured by `rtau.bench.run_suite`, the code behind
 `rtau bench`. Without the shipped model (`rtau/assets/default.onnx`) a default-architecture
 model with random weights is exported (needs torch + onnx; speed does not depend on weights)
-and the results say so. Without matplotlib (the GPU machine) the plot is skipped: run
+and the results say so. Without matplotlib the plot is skipped: run
 `python -m benchmarks.report RESULT.json` where matplotlib is installed.
 
-On the GPU machine MediaPipe is absent; for the stage breakdown there too, carry the mediapipe
-wheel (see ../shared/GPU.md), the face landmarker and the test clip (`$RTAU_CACHE`).
+A GPU machine without MediaPipe skips the stage breakdown with that reason; to get it there
+too, install the mediapipe wheel and provide the face landmarker (`$RTAU_FACE_LANDMARKER`) and
+the test clip (`$RTAU_CACHE/media/single_face.mp4`), since nothing is downloaded offline.
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--loops", type=int, default=LOOPS)
     parser.add_argument("--variants", default="", help="comma-separated subset of the names")
     parser.add_argument("--no-source", action="store_true", help="skip the pipeline stages")
+    parser.add_argument("--stages-variant", default=None,
+                        help="variant that runs the pipeline stages (default: the first that "
+                             "loads; on a GPU e.g. torch-cuda-graphs)")
     parser.add_argument("--quick", action="store_true", help="few steps: checks, not numbers")
     args = parser.parse_args(argv)
     if args.quick:
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = SuiteConfig(steps=args.steps, warmup=args.warmup, max_seconds=args.max_seconds,
                           windows=WINDOWS,
                           window_frames=args.window_frames, parity_steps=args.parity,
-                          source=source, loops=args.loops, threads=args.threads)
+                          source=source, loops=args.loops, threads=args.threads,
+                          stages_variant=args.stages_variant)
         payload = run_suite(
             variants, model, cfg,
             on_result=lambda r: err.print(f"{r.variant} batch {r.batch}: p50 {r.p50_ms:.3f} ms"

@@ -433,6 +433,8 @@ class SuiteConfig:
     loops: int = 1
     max_faces: int = 1
     threads: int = 0
+    stages_variant: str | None = None
+    """Variant whose backend runs the pipeline stages; None: the first that loads."""
 
 
 def model_info(path: str | os.PathLike) -> dict:
@@ -483,7 +485,8 @@ def run_suite(variants: Sequence[Variant], model_path: str | os.PathLike,
         if reference is not None and variant.compare and not is_reference:
             note(f"{variant.name}: parity with ONNX Runtime CPU over {cfg.parity_steps} steps")
             parities[variant.name] = parity(backend, reference, cfg.parity_steps)
-        if cfg.source is not None and not stages:
+        wanted = cfg.stages_variant in (None, variant.name)
+        if cfg.source is not None and not stages and wanted:
             from rtau.bench_pipeline import pipeline_stages
 
             note(f"{variant.name}: pipeline stages on {cfg.source}")
