@@ -219,7 +219,8 @@ def param_groups(model: AUModel, config: FinetuneConfig) -> list[dict]:
 
 
 def sequence_outputs(model: AUModel, images: torch.Tensor, cnn_frozen: bool) -> torch.Tensor:
-    """AU outputs [B, T, K] of images [B, T, S, S, 3]; the CNN runs without a graph if frozen."""
+    """Unclamped AU outputs [B, T, K] of images [B, T, S, S, 3] (the loss needs the gradient
+    below 0 and above 5 too); the CNN runs without a graph if frozen."""
     b, t = images.shape[:2]
     flat = images.reshape(b * t, *images.shape[2:])
     if cnn_frozen:
@@ -228,7 +229,7 @@ def sequence_outputs(model: AUModel, images: torch.Tensor, cnn_frozen: bool) -> 
     else:
         feats = model.features(flat)
     states, _ = model.run_gru(feats.reshape(b, t, -1), None)
-    return model.readout(states)
+    return model.raw_readout(states)
 
 
 def finetune(

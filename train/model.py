@@ -6,7 +6,10 @@ Shapes (B batch, T time, S crop side, K AUs, H hidden):
   is the training entry point;
 - `step(image[B, S, S, 3], state[B, H]) -> (aus[B, K], state[B, H])` is one timestep, the
   function exported to ONNX (`train.export`). Unrolling `step` equals `forward_sequence`.
-AU intensities come out of `INTENSITY_MAX * sigmoid(.)`, so always in 0..5.
+AU intensities are the head's linear output clamped to 0..5 (`readout`). Training takes its loss
+on the unclamped `raw_readout`: AU labels are mostly 0, and a squashing output (5 * sigmoid)
+drives every unit into saturation at 0 early on, where its gradient vanishes and the model
+predicts a constant; a clamp has the same range at inference without that trap.
 
 Normalisation and the NHWC -> NCHW change live inside the model so that the exported graph
 takes raw uint8 crops; the uint8 -> float cast comes *before* the transpose because TensorRT
@@ -185,9 +188,13 @@ class AUModel(nn.Module):
         """Per-frame features: images [N, S, S, 3] -> [N, F]."""
         return self.backbone(normalise(images))
 
+    def raw_readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Unclamped AU intensities from GRU states [..., H] -> [..., K] (the training target)."""
+        return self.head(self.dropout(h))
+
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """AU intensities 0..5 from GRU states [..., H] -> [..., K]."""
-        return INTENSITY_MAX * torch.sigmoid(self.head(self.dropout(h)))
+        return self.raw_readout(h).clamp(0.0, INTENSITY_MAX)
 
     def step(self, image: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One timestep: image [B, S, S, 3], state [B, H] -> (aus [B, K], state [B, H])."""
