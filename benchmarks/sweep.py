@@ -33,8 +33,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
-from benchmarks.report import write_results
+from benchmarks.report import targets, write_results
 from rtau.bench import SuiteConfig, Variant, run_suite
 from rtau.errors import RtauError, one_line
 
@@ -163,7 +164,19 @@ def main(argv: list[str] | None = None) -> dict:
     console = Console(width=140)
     for table in report_tables(payload):
         console.print(table)
+    console.print(targets_table(payload))
     return payload
+
+
+def targets_table(payload: dict) -> Table:
+    """The design targets against this run: the short table printed last."""
+    table = Table(title=f"design targets on {payload['machine']['name']}")
+    for col in ("what", "target", "measured", "met"):
+        table.add_column(col)
+    for t in targets(payload):
+        table.add_row(t["what"], t["target"], t["measured"],
+                      {True: "yes", False: "NO", None: "-"}[t["met"]])
+    return table
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ import json
 from benchmarks import report, sweep
 
 
-def test_quick_sweep_writes_json_markdown_and_plot(tiny_onnx, tmp_path):
+def test_quick_sweep_writes_json_markdown_and_plot(tiny_onnx, tmp_path, capsys):
     payload = sweep.main(["--quick", "--no-source", "--out", str(tmp_path), "--name", "here",
                           "--model", str(tiny_onnx),
                           "--variants", "onnxruntime-cpu,torch-cuda-graphs"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here.json", "here.md", "here.png"]
+    printed = capsys.readouterr().out
+    assert printed.rindex("design targets on") > printed.rindex("step latency")  # printed last
     saved = json.loads((tmp_path / "here.json").read_text())
     assert saved["results"] == payload["results"]
     assert {r["variant"] for r in saved["results"]} == {"onnxruntime-cpu"}
