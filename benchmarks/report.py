@@ -219,7 +219,7 @@ def plot(payload: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     ax_lat, ax_face, ax_stage, ax_win = axes.ravel()
@@ -236,7 +236,9 @@ def plot(payload: dict, path: Path) -> None:
                             (ax_face, "step cost per face (p50)", "µs per face")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xticks(sorted({r["batch"] for r in payload["results"]}))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.set_xlabel("batch (faces per step)")
         ax.set_ylabel(unit)
         ax.set_title(title)
