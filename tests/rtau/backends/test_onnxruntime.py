@@ -1,6 +1,6 @@
 """The ONNX Runtime backend on a real exported model: metadata and clear errors.
 
-Its step behaviour is checked with every other backend in `test_contract.py`.
+Its step behaviour is checked with every other backend in `test_backend_contract.py`.
 """
 
 from __future__ import annotations
