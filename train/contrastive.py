@@ -16,8 +16,10 @@ clip in the batch is a negative. Two variants (`ContrastConfig.method`):
   `queue_size` past keys supplies the negatives (MoCo v2). Many negatives at a small batch, but
   a second encoder in memory and no shuffled BN (keys of one batch share BN statistics, a known
   shortcut MoCo fixes by shuffling across GPUs; not done here).
-Why SimCLR is the default, measured: see `python -m train pretrain --help` and the helper
-report (both run at the same speed on CPU here; SimCLR needs no second encoder or queue state).
+Why SimCLR is the default: it needs no second encoder and no queue state to checkpoint and
+resume, and with torchrun its negatives grow with the number of ranks; the two are compared on
+the same data, steps and downstream probe by `benchmarks/contrastive_methods.py` (results in
+`benchmarks/results/contrastive_methods-*.md`).
 """
 
 from __future__ import annotations
