@@ -301,12 +301,13 @@ def finetune(
                 images = torch.from_numpy(np.stack([c.images for c in clips]))
                 labels = torch.from_numpy(np.stack([c.labels for c in clips]))
                 mask = torch.from_numpy(np.stack([c.mask for c in clips]))
-                if config.augment:
+                device = runtime.device
+                images = images.to(device)
+                if config.augment:  # on the training device: it costs a grid_sample per frame
                     draw = torch.rand(len(clips), generator=generator)
                     flip = draw < augment.config.flip_probability
                     images = augment(images, flip, generator)
-                device = runtime.device
-                pred = sequence_outputs(model, images.to(device), config.cnn_frozen)
+                pred = sequence_outputs(model, images, config.cnn_frozen)
                 loss = masked_loss(pred, labels.to(device), mask.to(device), config.loss)
                 value = float(loss.detach())
                 check_finite(value, step, out)
