@@ -17,6 +17,11 @@ def random_frames(b: int, seed: int, crop: int = 112) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (b, crop, crop, 3), dtype=np.uint8)
 
 
+def random_state(b: int, size: int, seed: int) -> np.ndarray:
+    """A non-zero recurrent state float32[b, size], so rows differ before the first step."""
+    return np.random.default_rng(seed).normal(size=(b, size)).astype(np.float32)
+
+
 def unrolled_max_error(backend, reference, frames: np.ndarray, batch: int = 2) -> float:
     """Max abs AU difference of two backends stepped over `frames` (rows: shifted copies)."""
     steps = frames.shape[0]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rtau.backends import BackendError
-from tests.rtau.backends.cases import open_backend, random_frames
+from tests.rtau.backends.cases import open_backend, random_frames, random_state
 
 FP32_ATOL = 1e-5
 FP16_ATOL = 2e-2
@@ -66,8 +66,7 @@ def test_state_carries_information(case):
 def test_batch_rows_are_independent(case):
     backend, atol = case
     images = random_frames(4, 1)
-    state = np.random.default_rng(2).normal(size=(4, backend.contract.state_size))
-    state = state.astype(np.float32)
+    state = random_state(4, backend.contract.state_size, 2)
     together, _ = backend.step(images, state)
     alone, _ = backend.step(images[1:2], state[1:2])
     np.testing.assert_allclose(together[1:2], alone, atol=atol)
@@ -81,8 +80,7 @@ def test_odd_and_oversized_batches(case):
     """Sizes between and beyond the GPU backends' buckets (padding, pieces) give the same rows."""
     backend, atol = case
     images = random_frames(11, 3)
-    state = np.random.default_rng(4).normal(size=(11, backend.contract.state_size))
-    state = state.astype(np.float32)
+    state = random_state(11, backend.contract.state_size, 4)
     whole, whole_state = backend.step(images, state)
     for a, b in ((0, 3), (3, 8), (8, 11)):
         part, part_state = backend.step(images[a:b], state[a:b])
