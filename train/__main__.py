@@ -1,4 +1,4 @@
-"""`python -m train`: synth, prepare, pretrain, finetune, evaluate, experiment, export.
+"""`python -m train`: synth, prepare, pretrain, finetune, evaluate, experiment, export, recipe.
 
 Run from a checkout: `python -m train --help`. Each command lives in the module of its stage;
 this file only registers them, wrapped so expected errors print one line and exit non-zero.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from rtau.errors import one_line_errors
-from train import evaluate, experiment, export, finetune, prepare, pretrain
+from train import evaluate, experiment, export, finetune, prepare, pretrain, recipe
 from train.data import synth
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("finetune")(one_line_errors(finetune.finetune_command))
 app.command("evaluate")(one_line_errors(evaluate.evaluate_command))
 app.command("experiment")(one_line_errors(experiment.experiment_command))
 app.command("export")(one_line_errors(export.export_command))
+app.command("recipe")(one_line_errors(recipe.recipe_command))
 
 if __name__ == "__main__":
     app()

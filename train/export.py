@@ -16,7 +16,8 @@ compared with the torch FP32 step; a model over tolerance is refused.
 
 `--scores EVALUATION.json` (written by `python -m train evaluate`) and `--limits TEXT` put the
 model's held-out scores and its known limits into the manifest, so a shipped model says what it
-was measured on and what it cannot do.
+was measured on and what it cannot do. `ExportConfig.training` (set by `python -m train recipe`)
+adds the `training` record: recipe, preset, resolved config, commit, stages and evaluation.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class ExportConfig:
     seed: int = 0
     scores: Path | None = None
     limits: str = ""
+    training: dict | None = None  # how the model was made (`python -m train recipe`), verbatim
 
 
 def read_scores(path: Path) -> dict:
@@ -253,6 +255,7 @@ def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig =
             "parity_vs_torch_fp32": {**parity, "tolerance": PARITY_TOLERANCE[cfg.precision]},
             **({"scores": scores} if scores is not None else {}),
             **({"limits": cfg.limits} if cfg.limits else {}),
+            **({"training": cfg.training} if cfg.training else {}),
         },
     ).to_json()
     write_json_atomic(manifest_path(out_path), manifest)

@@ -1,0 +1,152 @@
+"""`python -m train recipe`: resolving a recipe file, and the smoke preset end to end.
+
+The end-to-end test runs the real `default` recipe at its `smoke` preset (real synth, MediaPipe
+prepare, both training stages, evaluation, ONNX export with parity) as a user would: in a
+subprocess, interrupted with Ctrl-C (SIGINT) while stage 2 runs, then run again to the end, then
+once more (nothing left to do). Run: `python -m pytest tests/train/test_recipe.py -q`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from rtau.contract import read_onnx_contract, sha256_file  # noqa: E402
+from train.__main__ import app  # noqa: E402
+from train.recipe import STAGES, RecipeConfig, RecipeError, resolve  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE_FINETUNE_STEPS = 8  # long enough to interrupt it between its checkpoints
+INTERRUPT_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 900
+
+
+def _recipe(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", "recipe", "default", "--preset", "smoke",
+            "--out", str(out), "--device", "cpu", "--workers", "1", *extra]
+
+
+def _state(out: Path) -> dict:
+    try:
+        return json.loads((out / "recipe.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
+    cpu = resolve(RecipeConfig(preset="cpu", out=tmp_path))
+    smoke = resolve(RecipeConfig(preset="smoke", out=tmp_path,
+                                 set=("finetune.steps=7", "synth.seed=5")))
+    assert cpu.finetune.seq_len >= 16 and cpu.finetune.init == str(cpu.pretrain.out)
+    assert smoke.finetune.steps == 7 and smoke.synth_train.seed == 5
+    assert smoke.synth_test.seed != smoke.synth_train.seed
+    assert smoke.pretrain.tiny and smoke.finetune.tiny and not cpu.pretrain.tiny
+    assert smoke.synth_train.size == (320, 240)
+    # stage 1 sees the training synth and the real clips, never the test subjects
+    assert cpu.pretrain.store == (cpu.prepare_train.out, cpu.prepare_real.out)
+    assert cpu.evaluate.store == cpu.prepare_test.out
+    assert cpu.prepare_test.out not in (cpu.finetune.store, *cpu.pretrain.store)
+    config = cpu.to_json()
+    json.dumps(config)  # the manifest's training.config is plain JSON
+    assert set(config["stages"]) >= {"synth_train", "pretrain", "finetune", "export"}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("finetune.stepz=3",), "cannot set stepz"),
+    (("finetune.out=/tmp/x",), "cannot set out"),
+    (("finetune.seq_len=8",), "at least 16"),
+    (("nosuch.steps=1",), "SECTION.FIELD=VALUE"),
+])
+def test_bad_recipe_values_are_refused_by_name(tmp_path, overrides, message):
+    with pytest.raises(RecipeError, match=message):
+        resolve(RecipeConfig(preset="smoke", out=tmp_path, set=overrides))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    for args, message in ((["recipe", "nosuch"], "no recipe 'nosuch'"),
+                          (["recipe", "default", "--preset", "huge", "--out", str(tmp_path)],
+                           "no preset 'huge'")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_smoke_recipe_runs_end_to_end_and_resumes_after_ctrl_c(tmp_path):
+    out = tmp_path / "recipe"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    extra = (f"--set=finetune.steps={SMOKE_FINETUNE_STEPS}",)
+    proc = subprocess.Popen(_recipe(out, *extra), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C once stage 2 has written its first checkpoint
+    deadline = time.monotonic() + INTERRUPT_TIMEOUT_S
+    while not (out / "runs" / "finetune.pt").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "stage 2 never wrote a checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    log = proc.communicate(timeout=RUN_TIMEOUT_S)[0]
+    assert proc.returncode == 130, log
+    stopped = _state(out)["stages"]
+    assert all(stopped[s]["done"] for s in ("synth", "prepare", "pretrain")), stopped
+    assert not stopped["finetune"]["done"] and stopped["finetune"]["seconds"] > 0
+
+    again = subprocess.run(_recipe(out, *extra), cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=RUN_TIMEOUT_S)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "pretrain: done" in again.stderr and "synth: done" in again.stderr
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    model = Path(summary["model"])
+    state = _state(out)["stages"]
+    assert [s for s in STAGES if state[s]["done"]] == list(STAGES)
+    assert state["finetune"]["attempts"] == 2 and state["pretrain"]["attempts"] == 1
+    assert state["finetune"]["steps"] == SMOKE_FINETUNE_STEPS
+
+    # the checkpoint resumed: every step ran exactly once
+    import torch
+
+    history = torch.load(out / "runs" / "finetune.pt", weights_only=True)["extra"]["history"]
+    assert [h[0] for h in history] == list(range(SMOKE_FINETUNE_STEPS))
+
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    assert manifest["onnx_sha256"] == sha256_file(model)
+    assert read_onnx_contract(model).au_names == tuple(manifest["au_names"])
+    training = manifest["training"]
+    assert training["recipe"] == "default" and training["preset"] == "smoke"
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", training["commit"])
+    assert [s["stage"] for s in training["stages"]] == list(STAGES[:-1])
+    for stage in training["stages"]:
+        assert stage["seconds"] > 0 and stage["steps"] > 0, stage
+    assert training["config"]["stages"]["finetune"]["steps"] == SMOKE_FINETUNE_STEPS
+    evaluation = training["evaluation"]
+    assert set(evaluation["mean"]) >= {"icc", "pcc", "mae"}
+    assert set(evaluation["per_au"]) == set(manifest["au_names"])
+    assert set(evaluation["unseen_identities"]) <= set(evaluation["test_identities"])
+    assert not set(evaluation["unseen_identities"]) & set(evaluation["training_identities"])
+    assert manifest["limits"].startswith("Trained on synthetic")
+
+    # a third run finds everything done and rewrites nothing
+    stamp = {p: p.stat().st_mtime_ns for p in (model, out / "runs" / "finetune.pt")}
+    third = subprocess.run(_recipe(out, *extra), cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=RUN_TIMEOUT_S)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert stamp == {p: p.stat().st_mtime_ns for p in stamp}
+
+    # other recipe values in the same folder are refused, in one line
+    other = subprocess.run(_recipe(out, "--set", "finetune.steps=3"), cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert other.returncode == 1 and "other recipe values" in other.stderr
+    assert "Traceback" not in other.stderr
