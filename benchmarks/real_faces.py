@@ -282,13 +282,13 @@ def run(model: Path, out: Path, name: str) -> dict:
     }
     people = trained_people(info)
     result["stills"] = {}
-    for seed, (name, person, face) in enumerate(STILLS):
-        path = _still_path(name)
+    for seed, (still, person, face) in enumerate(STILLS):
+        path = _still_path(still)
         if path is None:
             continue
         row = trace_still(model, cv2.imread(str(path)), seed) or {"aus": None}
         known = "not recorded" if people is None else ("yes" if person in people else "no")
-        result["stills"][name] = {"person": person, "face": face, "trained_on": known, **row}
+        result["stills"][still] = {"person": person, "face": face, "trained_on": known, **row}
     for clip, trace in traces.items():
         result["clips"][clip] = {
             "frames": len(trace["aus"]), "frames_with_face": int(trace["face_found"].sum()),
