@@ -90,6 +90,18 @@ def _frames(source, stop):
             return
 
 
+def _check_streams(cfg: LiveConfig) -> None:
+    """Stream flags are checked before the model loads (one line, at once)."""
+    from rtau.streams.address import check_server_address, parse_address
+
+    if cfg.ws_wait and cfg.ws is None:
+        raise RtauError("--ws-wait needs --ws HOST:PORT")
+    if cfg.osc is not None:
+        parse_address(cfg.osc, "--osc")
+    if cfg.ws is not None:
+        check_server_address(parse_address(cfg.ws, "--ws", allow_any_port=True), cfg.ws_token)
+
+
 def _announce_streams(sinks, cfg: LiveConfig, err) -> None:
     """Say where the streams go; with --ws-wait, block until that many clients are connected."""
     from rtau.streams import OscSink, WebSocketSink
@@ -122,8 +134,7 @@ def run_live(cfg: LiveConfig) -> LiveSummary:
 
     err = Console(stderr=True, soft_wrap=True)
     spec = _source_spec(cfg)
-    if cfg.ws_wait and cfg.ws is None:
-        raise RtauError("--ws-wait needs --ws HOST:PORT")
+    _check_streams(cfg)
     if not cfg.headless and not display_available():
         raise RtauError("no display for the window (DISPLAY is not set); use --headless")
     status = {"text": ""}

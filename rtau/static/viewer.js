@@ -45,7 +45,10 @@ function panelFor(id) {
   const section = document.createElement("section");
   section.className = "face";
   const title = document.createElement("h2");
-  title.textContent = `face ${id}`;
+  const swatch = document.createElement("span");
+  swatch.className = "swatch";
+  swatch.style.background = TRACE_COLOURS[id % TRACE_COLOURS.length];  // its trace's colour
+  title.append(swatch, `face ${id}`);
   section.append(title);
   const rows = new Map();
   for (const name of auNames) {

@@ -66,3 +66,11 @@ def parse_address(text: str, flag: str, allow_any_port: bool = False) -> StreamA
     if not lowest <= port <= MAX_PORT:
         raise RtauError(f"{flag} {text!r}: the port must be between {lowest} and {MAX_PORT}")
     return StreamAddress(host, port)
+
+
+def check_server_address(address: StreamAddress, token: str | None, flag: str = "--ws") -> None:
+    """A server on a non-loopback address must have a token (anyone on the network could read
+    the faces' AUs otherwise)."""
+    if not address.is_loopback and not token:
+        raise RtauError(f"{flag} {address.netloc()} is not a loopback address: give "
+                        "--ws-token TOKEN too (clients then pass ?token=TOKEN)")

@@ -39,7 +39,7 @@ from websockets.http11 import Request, Response
 from rtau.aus import CATALOGUE
 from rtau.errors import RtauError
 from rtau.sinks import EstimateLike
-from rtau.streams.address import LOOPBACK_HOST, StreamAddress, host_is_loopback
+from rtau.streams.address import LOOPBACK_HOST, StreamAddress, check_server_address
 from rtau.streams.schema import StreamCounters, frame_message
 
 WS_PATH = "/ws"
@@ -103,9 +103,7 @@ class WebSocketSink:
                  queue_size: int = DEFAULT_CLIENT_QUEUE) -> None:
         self.au_names = tuple(au_names)
         self.address = StreamAddress(host, port)
-        if not host_is_loopback(host) and not token:
-            raise RtauError(f"--ws {self.address.netloc()} is not a loopback address: give "
-                            "--ws-token TOKEN too (clients then pass ?token=TOKEN)")
+        check_server_address(self.address, token)
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.token = token or None
