@@ -114,6 +114,8 @@ class WebSocketSink:
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._server = None
+        self.port = port
+        self._allowed_hosts: set[str] = set()
         self._start_error: OSError | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtau-ws", daemon=True)
@@ -124,9 +126,6 @@ class WebSocketSink:
             self._thread.join()
             reason = self._start_error.strerror or str(self._start_error)
             raise RtauError(f"--ws {self.address.netloc()}: cannot listen there ({reason})")
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._allowed_hosts = {f"{h}:{self.port}" for h in LOOPBACK_NETLOCS}
-        self._allowed_hosts.add(self.address.netloc(self.port))
 
     # --- the server thread -------------------------------------------------------------------
 
@@ -147,6 +146,10 @@ class WebSocketSink:
             self._loop.close()
             self._ready.set()
             return
+        # Set before the loop serves its first request (it runs only from run_forever on).
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._allowed_hosts = {f"{h}:{self.port}" for h in LOOPBACK_NETLOCS}
+        self._allowed_hosts.add(self.address.netloc(self.port))
         self._ready.set()
         try:
             self._loop.run_forever()
