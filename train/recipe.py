@@ -207,11 +207,25 @@ def build_config(cls, values: dict, where: str, **runner):
                                  f"{where}.{key}")
         elif isinstance(value, list):
             value = tuple(value)
-        kwargs[key] = value
+        kwargs[key] = _checked_type(value, f, f"{where}.{key}")
     try:
         return cls(**kwargs, **runner)
     except TypeError as exc:
         raise RecipeError(f"{where}: {exc}") from None
+
+
+def _checked_type(value, f: dataclasses.Field, where: str):
+    """`value` if it has the type of the field's default (an int where a float is expected is
+    taken as a float); RecipeError otherwise, so a typo never reaches a stage as a string."""
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if default is None or dataclasses.is_dataclass(value):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, type(default)):
+        raise RecipeError(f"{where} must be {type(default).__name__} (like {default!r}), got "
+                          f"{value!r}")
+    return value
 
 
 def resolve(config: RecipeConfig) -> ResolvedRecipe:

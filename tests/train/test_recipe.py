@@ -70,6 +70,8 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     (("finetune.seq_len=8",), "at least 16"),
     (("nosuch.steps=1",), "SECTION.FIELD=VALUE"),
     (("pretrain.real_clips=1",), "true or false"),
+    (("finetune.steps=abc",), r"must be int \(like 1000\), got 'abc'"),
+    (("synth.size=640",), "must be tuple"),
 ])
 def test_bad_recipe_values_are_refused_by_name(tmp_path, overrides, message):
     with pytest.raises(RecipeError, match=message):
