@@ -637,8 +637,8 @@ def run_recipe(config: RecipeConfig, console: Console | None = None) -> dict:
 def recipe_command(
     recipe: Annotated[str, typer.Argument(help="recipe name in train/recipes/ or a .toml path")]
     = DEFAULT_RECIPE,
-    preset: Annotated[str, typer.Option(help="cpu (2 cores, <= 100 min) | gpu | smoke (~2 min)")]
-    = DEFAULT_PRESET,
+    preset: Annotated[str, typer.Option(
+        help="cpu (2 cores, target <= 100 min) | gpu | smoke (~1 min)")] = DEFAULT_PRESET,
     out: Annotated[Path | None, typer.Option(
         help="working folder, resumable (default runs/recipe-RECIPE-PRESET)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
