@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rtau import media
 from rtau.errors import RtauError
-from rtau.media import MODEL_FILES, describe_model_file, resolve_model_file
 
 MODEL_ENV = "RTAU_MODEL"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -53,14 +53,14 @@ def resolve_model(path: str | os.PathLike | None = None) -> Path:
 
 def resolve_landmarker_model(path: str | os.PathLike | None = None) -> Path:
     """A verified `face_landmarker.task` (ModelFileError if none can be had)."""
-    return resolve_model_file(MODEL_FILES["landmarker"], path)
+    return media.resolve_model_file(media.MODEL_FILES["landmarker"], path)
 
 
 def resolve_detector_model(path: str | os.PathLike | None = None) -> Path:
     """A verified `face_detection_full_range.tflite` (ModelFileError if none can be had)."""
-    return resolve_model_file(MODEL_FILES["detector"], path)
+    return media.resolve_model_file(media.MODEL_FILES["detector"], path)
 
 
 def describe_face_models() -> dict[str, str]:
     """Where each face-stage model would come from, by role, without fetching anything."""
-    return {spec.what: describe_model_file(spec) for spec in MODEL_FILES.values()}
+    return {spec.what: media.describe_model_file(spec) for spec in media.MODEL_FILES.values()}

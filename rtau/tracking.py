@@ -1,9 +1,9 @@
 """Face ids across frames: a greedy box tracker with constant-velocity prediction.
 
-Run: `tracker = FaceTracker(); for faces in frames: tracked = tracker.update(faces, t_ms)`.
-`FaceTracker.update(faces, timestamp_ms) -> list[TrackedFace]` gives stable integer ids; a face
-unseen for more than `max_lost` frames *and* more than `max_lost_ms` is dropped (its id is
-listed in `dropped` once, so the caller frees its recurrent state); ids are never reused.
+Run: `tracker = FaceTracker(); for faces in frames: tracked = tracker.update(faces)`.
+`FaceTracker.update(faces) -> list[TrackedFace]` gives stable integer ids; a face unseen for
+more than `max_lost` frames is dropped (its id is listed in `dropped` once, so the caller frees
+its recurrent state); ids are never reused.
 Boxes are (x0, y0, x1, y1) in frame pixels; any object with a `.box` can be tracked.
 """
 
@@ -53,7 +53,6 @@ class _Track:
     velocity: tuple[float, float] = (0.0, 0.0)
     """Box-centre displacement per frame, frame pixels."""
     lost: int = 0
-    lost_since_ms: float | None = None
     seen: int = 1
 
     def predicted(self) -> tuple[float, ...]:
@@ -74,15 +73,12 @@ class FaceTracker:
     """
 
     def __init__(self, max_lost: int = 10, min_iou: float = 0.3,
-                 max_centre_shift: float = 0.5, max_lost_ms: float = 0.0) -> None:
+                 max_centre_shift: float = 0.5) -> None:
         if max_lost < 0:
             raise ValueError(f"max_lost must be >= 0, got {max_lost}")
-        if max_lost_ms < 0:
-            raise ValueError(f"max_lost_ms must be >= 0, got {max_lost_ms}")
         if not 0.0 < min_iou <= 1.0:
             raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
         self.max_lost = max_lost
-        self.max_lost_ms = max_lost_ms
         self.min_iou = min_iou
         self.max_centre_shift = max_centre_shift
         self._tracks: dict[int, _Track] = {}
@@ -97,16 +93,8 @@ class FaceTracker:
         return min(self.max_centre_shift + LOST_SEARCH_GROWTH * track.lost,
                    max(self.max_centre_shift, LOST_SEARCH_MAX))
 
-    def _expired(self, track: _Track, timestamp_ms: float | None) -> bool:
-        if track.lost <= self.max_lost:
-            return False
-        if timestamp_ms is None or track.lost_since_ms is None or self.max_lost_ms <= 0:
-            return True
-        return timestamp_ms - track.lost_since_ms > self.max_lost_ms
-
-    def update(self, faces: list, timestamp_ms: float | None = None) -> list[TrackedFace]:
-        """Assign ids to this frame's faces (returned in input order). `timestamp_ms` (frame
-        time, increasing) lets a track outlive `max_lost` frames for `max_lost_ms`."""
+    def update(self, faces: list) -> list[TrackedFace]:
+        """Assign ids to this frame's faces (returned in input order)."""
         assigned: dict[int, int] = {}  # face index -> track id
         used_tracks: set[int] = set()
         predicted = {tid: tr.predicted() for tid, tr in self._tracks.items()}
@@ -132,10 +120,8 @@ class FaceTracker:
             if tid in used_tracks:
                 continue
             track = self._tracks[tid]
-            if track.lost == 0:
-                track.lost_since_ms = timestamp_ms
             track.lost += 1
-            if self._expired(track, timestamp_ms):
+            if track.lost > self.max_lost:
                 del self._tracks[tid]
                 self.dropped.append(tid)
         out = []
@@ -162,7 +148,7 @@ class FaceTracker:
             a = VELOCITY_SMOOTHING
             track.velocity = (a * dx + (1 - a) * track.velocity[0],
                               a * dy + (1 - a) * track.velocity[1])
-        track.box, track.lost, track.lost_since_ms = box, 0, None
+        track.box, track.lost = box, 0
         track.seen += 1
 
     def reset(self) -> None:
