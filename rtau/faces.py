@@ -31,6 +31,7 @@ import numpy as np
 
 from rtau.detect import DEFAULT_MIN_FACE_PX, Detection, FullRangeDetector
 from rtau.model_files import resolve_landmarker_model
+from rtau.native_logs import quiet_native_logs
 from rtau.tracking import FaceTracker, box_centre_distance, box_iou
 
 NUM_LANDMARKS = 478
@@ -124,7 +125,8 @@ class FaceDetector:
             min_face_presence_confidence=min_confidence,
             output_face_blendshapes=blendshapes,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with quiet_native_logs():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self.video = video
         self.max_faces = max_faces
         self.detect_every = detect_every

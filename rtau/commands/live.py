@@ -45,6 +45,7 @@ class LiveConfig:
     stats: bool = False
     pace: bool | None = None
     """File sources: play at the file's frame rate. None: yes in the window, no headless."""
+    verbose: bool = False
 
 
 @dataclass
@@ -91,10 +92,12 @@ def run_live(cfg: LiveConfig) -> LiveSummary:
     from rtau.capture import open_source
     from rtau.display import TerminalDisplay, WindowDisplay, display_available
     from rtau.estimator import AUEstimator
+    from rtau.native_logs import show_native_logs
     from rtau.render import stats_table
     from rtau.sinks import open_sinks
     from rtau.timing import RateMeter, StageStats
 
+    show_native_logs(cfg.verbose)
     err = Console(stderr=True, soft_wrap=True)
     spec = _source_spec(cfg)
     if not cfg.headless and not display_available():
@@ -206,8 +209,11 @@ def live(
     pace: Annotated[bool | None, typer.Option(
         "--pace/--no-pace", help="Play files at their frame rate (default: in the window).")
     ] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show MediaPipe / TFLite start-up log lines.")] = False,
 ) -> None:
     """Live AU intensities from a camera, video file or stream (window or terminal table)."""
     run_live(LiveConfig(source=source, camera=camera, demo=demo, model=model, backend=backend,
                         headless=headless, csv=csv, jsonl=jsonl, max_frames=max_frames,
-                        max_faces=max_faces, calibrate=calibrate, stats=stats, pace=pace))
+                        max_faces=max_faces, calibrate=calibrate, stats=stats, pace=pace,
+                        verbose=verbose))
