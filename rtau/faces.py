@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +136,9 @@ class FaceDetector:
         self.last_skipped: list[Detection] = []
         self.last_detected = False
         """Whether the last call ran the full-range detector."""
+        self.last_timings: dict[str, float] = {}
+        """Milliseconds of the last call: `detect` (the full-range passes, only on frames that
+        ran them) and `landmarks` (all crops), plus `faces`, the crops landmarked."""
 
     def _landmarks_in(self, frame_bgr: np.ndarray, region: Region) -> Face | None:
         """The face MediaPipe fits in `region`'s crop, in frame pixels, or None."""
@@ -186,7 +190,9 @@ class FaceDetector:
         if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"frame must be uint8[H, W, 3] BGR, got {frame_bgr.dtype}"
                              f"{list(frame_bgr.shape)}")
+        t0 = time.perf_counter()
         regions, is_new = self._regions(frame_bgr)
+        t1 = time.perf_counter()
         self._frame += 1
         found: list[tuple[Face, Region]] = []
         self.last_skipped = []
@@ -199,6 +205,10 @@ class FaceDetector:
             found.append((face, region))
         faces = _one_per_face(found)
         self._followed = faces if self.video else []
+        self.last_timings = {"landmarks": (time.perf_counter() - t1) * 1000.0,
+                             "faces": float(len(regions))}
+        if self.last_detected:
+            self.last_timings["detect"] = (t1 - t0) * 1000.0
         return faces
 
     def close(self) -> None:
