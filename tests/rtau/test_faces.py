@@ -155,3 +155,18 @@ def test_detect_rejects_bad_frames_and_use_after_close():
 def test_face_box_is_the_landmark_bounds():
     lm = np.array([[10, 20, 0], [30, 5, 1]] + [[15, 15, 0]] * 476, np.float32)
     assert face_from_landmarks(lm).box == (10.0, 5.0, 30.0, 20.0)
+
+
+def test_command_line_prints_faces_with_ids(capsys, tmp_path, monkeypatch):
+    from rtau.faces import main
+
+    assert main([str(test_media("multi_face.jpg")), "--max-faces", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("frame 0: 5 face(s)") and "id 4 box" in out
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert main([str(bad)]) == 1
+    assert "not an image or a video" in capsys.readouterr().err
+    monkeypatch.setenv("RTAU_FACE_DETECTOR", str(bad))  # a file that is not the model
+    assert main([str(test_media("multi_face.jpg"))]) == 1
+    assert "sha256" in capsys.readouterr().err
