@@ -164,10 +164,11 @@ class FaceDetector:
             shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[0]}
         return face_from_landmarks(lm, shapes)
 
-    def _regions(self, frame_bgr: np.ndarray) -> tuple[list[Region], list[bool]]:
-        """This frame's regions (followed faces first) and, per region, whether it is new."""
+    def _regions(self, frame_bgr: np.ndarray) -> tuple[list[Region], list[Detection | None]]:
+        """This frame's regions (followed faces first) and, per region, the detection it
+        comes from (None for a followed face)."""
         regions = [Region.around(f.box, LANDMARK_EXPAND) for f in self._followed]
-        is_new = [False] * len(regions)
+        sources: list[Detection | None] = [None] * len(regions)
         due = (not self.video or not self._followed
                or self._frame % self.detect_every == 0)
         self.last_detected = due
@@ -179,8 +180,8 @@ class FaceDetector:
                        or _centre_inside(det.box, f.box) for f in self._followed):
                     continue
                 regions.append(Region.around(det.box, DETECTION_EXPAND))
-                is_new.append(True)
-        return regions, is_new
+                sources.append(det)
+        return regions, sources
 
     def detect(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> list[Face]:
         """Faces in one BGR frame (see the class docstring). `timestamp_ms` is accepted for
@@ -191,16 +192,16 @@ class FaceDetector:
             raise ValueError(f"frame must be uint8[H, W, 3] BGR, got {frame_bgr.dtype}"
                              f"{list(frame_bgr.shape)}")
         t0 = time.perf_counter()
-        regions, is_new = self._regions(frame_bgr)
+        regions, sources = self._regions(frame_bgr)
         t1 = time.perf_counter()
         self._frame += 1
         found: list[tuple[Face, Region]] = []
         self.last_skipped = []
-        for region, new in zip(regions, is_new, strict=True):
+        for region, detection in zip(regions, sources, strict=True):
             face = self._landmarks_in(frame_bgr, region)
             if face is None:
-                if new:
-                    self.last_skipped.append(_as_detection(region))
+                if detection is not None:
+                    self.last_skipped.append(detection)
                 continue
             found.append((face, region))
         faces = _one_per_face(found)
@@ -226,10 +227,6 @@ class FaceDetector:
 def _centre_inside(box: tuple[float, ...], outer: tuple[float, ...]) -> bool:
     cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
     return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
-
-
-def _as_detection(region: Region) -> Detection:
-    return Detection(region.source, np.zeros((6, 2), np.float32), 0.0)
 
 
 def _one_per_face(found: list[tuple[Face, Region]]) -> list[Face]:
