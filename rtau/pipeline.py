@@ -37,7 +37,8 @@ class PipelineConfig:
     """Per-video options of the offline pipeline (the `rtau process` flags)."""
 
     max_faces: int = 1
-    max_lost: int = 10
+    max_lost: int = 30
+    """Frames a face may be missed and keep its id and state (1 s at 30 fps)."""
     calibrate_seconds: float = 0.0
     min_confidence: float = 0.5
     max_frames: int = 0

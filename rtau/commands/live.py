@@ -52,6 +52,7 @@ class LiveConfig:
     ws_token: str | None = None
     ws_wait: int = 0
     """Wait for this many WebSocket clients before reading the source."""
+    verbose: bool = False
 
 
 @dataclass
@@ -127,11 +128,13 @@ def run_live(cfg: LiveConfig) -> LiveSummary:
     from rtau.capture import open_source
     from rtau.display import TerminalDisplay, WindowDisplay, display_available
     from rtau.estimator import AUEstimator
+    from rtau.native_logs import show_native_logs
     from rtau.render import stats_table
     from rtau.sinks import open_sinks
     from rtau.streams.report import counters_line, counters_table
     from rtau.timing import RateMeter, StageStats
 
+    show_native_logs(cfg.verbose)
     err = Console(stderr=True, soft_wrap=True)
     spec = _source_spec(cfg)
     _check_streams(cfg)
@@ -263,9 +266,12 @@ def live(
         help="Secret clients pass as ?token= (needed for a non-loopback --ws).")] = None,
     ws_wait: Annotated[int, typer.Option(
         "--ws-wait", min=0, help="Wait for N WebSocket clients before starting.")] = 0,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show MediaPipe / TFLite start-up log lines.")] = False,
 ) -> None:
     """Live AU intensities from a camera, video file or stream (window or terminal table)."""
     run_live(LiveConfig(source=source, camera=camera, demo=demo, model=model, backend=backend,
                         headless=headless, csv=csv, jsonl=jsonl, max_frames=max_frames,
                         max_faces=max_faces, calibrate=calibrate, stats=stats, pace=pace,
-                        osc=osc, ws=ws, ws_token=ws_token, ws_wait=ws_wait))
+                        osc=osc, ws=ws, ws_token=ws_token, ws_wait=ws_wait,
+                        verbose=verbose))
