@@ -16,7 +16,6 @@ from typing import TypeVar
 F = TypeVar("F", bound=Callable)
 
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -24,12 +23,6 @@ class RtauError(RuntimeError):
     """An expected failure with a message meant for the user (one sentence)."""
 
     exit_code = EXIT_FAILURE
-
-
-class NotAvailableYet(RtauError):
-    """A command that this version does not provide."""
-
-    exit_code = EXIT_USAGE
 
 
 def one_line(exc: BaseException) -> str:

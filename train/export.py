@@ -273,8 +273,8 @@ def export_command(
 ) -> None:
     """Export a checkpoint's step to a contract ONNX + manifest, after a parity check."""
     loaded = load_checkpoint(checkpoint)
-    data = training_data or str(loaded.extra.get("training_data", ""))
-    cfg = ExportConfig(precision=precision, model_version=model_version, training_data=data,
+    cfg = ExportConfig(precision=precision, model_version=model_version,
+                       training_data=training_data,
                        parity_steps=parity_steps, seed=seed, scores=scores, limits=limits)
     path, manifest = export_onnx(loaded.model, out, cfg)
     parity = manifest["parity_vs_torch_fp32"]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from rtau.backends import BackendError, create_backend
-from rtau.backends.buckets import choose_bucket, chunks, pad_rows
+from rtau.backends.buckets import choose_bucket, chunks
 from rtau.backends.tensorrt import (
     GpuInfo,
     check_engine_fits,
@@ -43,10 +42,6 @@ def test_buckets_padding_and_pieces():
     assert chunks(3, buckets) == [(0, 3, 4)]
     assert chunks(19, buckets) == [(0, 8, 8), (8, 16, 8), (16, 19, 4)]
     assert chunks(0, buckets) == []
-    rows = np.arange(6, dtype=np.float32).reshape(3, 2)
-    padded = pad_rows(rows, 4)
-    assert padded.shape == (4, 2) and (padded[:3] == rows).all() and (padded[3] == 0).all()
-    assert pad_rows(rows, 3) is rows
 
 
 def test_engine_fits_only_its_runtime_and_gpus(rtx_engine):
