@@ -154,6 +154,25 @@ def test_backend_choice_and_model_resolution(tiny_onnx, tmp_path, monkeypatch):
     assert resolve_model(None) == tiny_onnx
 
 
+def test_auto_never_takes_torch_on_the_cpu(tiny_onnx, monkeypatch):
+    """An NVIDIA driver with a CPU-only torch (this machine's torch, a driver made visible):
+    'auto' must take ONNX Runtime, and say why torch was passed over."""
+    pytest.importorskip("torch")
+    import torch
+
+    import rtau.estimator as estimator_module
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here: the CPU-only case cannot be shown")
+    monkeypatch.setattr(estimator_module, "nvidia_gpu_visible", lambda: True)
+    backend, info = choose_backend("auto", tiny_onnx)
+    try:
+        assert backend.name == "onnxruntime", info
+        assert "torch: torch sees no CUDA GPU" in info, info
+    finally:
+        backend.close()
+
+
 def test_import_rtau_is_light():
     import subprocess
     import sys
