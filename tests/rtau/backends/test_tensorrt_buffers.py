@@ -1,4 +1,4 @@
-"""The TensorRT backend's buffer, parity and CUDA-graph logic, run against a fake CUDA runtime
+"""The TensorRT backend's buffer, state-slot and CUDA-graph logic, run against a fake CUDA runtime
 and a fake execution context (no GPU here): padding to a bucket, pieces larger than the largest
 bucket, two alternating state buffers never bound as both input and output, graphs replayed
 with the addresses they were captured with."""
@@ -166,12 +166,12 @@ def test_bucket_pads_alternates_state_buffers_and_replays_graphs(cuda):
     expected_state = state.copy()
     for t in range(5):
         images = _frames(3, t)
-        parity = bucket.parity
+        slot = bucket.slot
         aus, state = bucket.run(images, state)
         want_aus, expected_state = reference_step(images, expected_state)
         np.testing.assert_allclose(aus, want_aus, rtol=1e-6)
         np.testing.assert_allclose(state, expected_state, rtol=1e-6)
-        assert bucket.parity == 1 - parity
+        assert bucket.slot == 1 - slot
         assert aus.shape == (3, AUS) and state.shape == (3, HIDDEN)
     assert cuda.launches == 5
     bucket.close()
@@ -192,7 +192,7 @@ def test_backend_runs_pieces_in_buckets(cuda):
     want_aus, want_state = reference_step(images, state)
     np.testing.assert_allclose(aus, want_aus, rtol=1e-6)
     np.testing.assert_allclose(state_out, want_state, rtol=1e-6)
-    assert [b.parity for b in backend._buckets.values()] == [0, 0, 0]  # 4 ran twice
+    assert [b.slot for b in backend._buckets.values()] == [0, 0, 0]  # 4 ran twice
     one, _ = backend.step(images[:1], state[:1])
     np.testing.assert_allclose(one, want_aus[:1], rtol=1e-6)
     with pytest.raises(BackendError, match="uint8"):
