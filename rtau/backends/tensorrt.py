@@ -35,17 +35,17 @@ import numpy as np
 from rtau.backends.base import Backend, BackendError
 from rtau.backends.buckets import chunks
 from rtau.contract import INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE, sha256_file
-from rtau.engine_build import (
+from rtau.engine_manifest import (
     FLAVOUR_EXTRAS,
     FLAVOUR_MODULES,
     FLAVOUR_PACKAGES,
-    EngineBuildError,
+    EngineManifestError,
+    Flavour,
     contract_from_manifest,
     default_engine_path,
     read_engine_manifest,
     runtime_cache_path,
 )
-from rtau.engine_build import Flavour as _Flavour
 
 REBUILD = "rebuild with `rtau build-engine`"
 RTX_RUNS_ON = "RTX-class GPUs (compute capability 7.5, 8.0, 8.6, 8.9, 12.x)"
@@ -101,7 +101,7 @@ def current_gpu() -> GpuInfo:
     return GpuInfo(str(name).strip("\x00 "), f"{props.major}.{props.minor}")
 
 
-def installed_flavour(name: str) -> _Flavour | None:
+def installed_flavour(name: str) -> Flavour | None:
     """The installed TensorRT of flavour `name` ('tensorrt' or 'rtx'), or None."""
     module_name = FLAVOUR_MODULES[name]
     if importlib.util.find_spec(module_name) is None:
@@ -110,10 +110,10 @@ def installed_flavour(name: str) -> _Flavour | None:
         module = importlib.import_module(module_name)
     except Exception:  # a broken install (missing shared libraries)
         return None
-    return _Flavour(name, str(module.__version__))
+    return Flavour(name, str(module.__version__))
 
 
-def check_engine_fits(manifest: dict, installed: _Flavour | None, gpu: GpuInfo | None,
+def check_engine_fits(manifest: dict, installed: Flavour | None, gpu: GpuInfo | None,
                       source: str = "engine") -> None:
     """Refuse (BackendError) an engine that cannot run with this runtime on this GPU.
 
@@ -187,7 +187,7 @@ def resolve_engine(model_path: Path) -> Path:
             continue
         try:
             manifest = read_engine_manifest(candidate)
-        except EngineBuildError:
+        except EngineManifestError:
             continue
         if manifest.get("source_onnx_sha256") == onnx_sha:
             return candidate
@@ -339,7 +339,7 @@ class TensorRTBackend(Backend):
         try:
             manifest = read_engine_manifest(path)
             contract = contract_from_manifest(manifest, str(path))
-        except EngineBuildError as exc:
+        except EngineManifestError as exc:
             raise BackendError(str(exc)) from None
         flavour_name = manifest.get("tensorrt", {}).get("flavour", "")
         installed = installed_flavour(flavour_name) if flavour_name in FLAVOUR_MODULES else None

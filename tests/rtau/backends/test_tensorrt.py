@@ -18,7 +18,7 @@ from rtau.backends.tensorrt import (
     installed_flavour,
     resolve_engine,
 )
-from rtau.engine_build import Flavour
+from rtau.engine_manifest import Flavour
 from tests.conftest import HAS_GPU
 from tests.rtau.backends.cases import PARITY_STEPS, PARITY_TOLERANCE, unrolled_max_error
 
@@ -34,6 +34,18 @@ def rtx_engine(tiny_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("rtx") / "tiny.engine"
     return build_engine(EngineBuildConfig(model=tiny_onnx, out=out, target="rtx",
                                           progress=False))
+
+
+def test_the_runtime_never_imports_the_engine_builder():
+    import ast
+    from pathlib import Path
+
+    import rtau.backends.tensorrt as runtime
+
+    tree = ast.parse(Path(runtime.__file__).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "rtau.engine_build" not in modules and "rtau.engine_manifest" in modules
 
 
 def test_buckets_padding_and_pieces():
@@ -97,8 +109,9 @@ def test_backend_without_a_gpu_says_so(rtx_engine):
 
 def test_an_onnx_finds_its_default_engine(tiny_onnx, tmp_path, monkeypatch):
     import rtau.engine_build as eb
+    import rtau.engine_manifest
 
-    monkeypatch.setattr(eb, "ENGINES_DIR", tmp_path / "engines")
+    monkeypatch.setattr(rtau.engine_manifest, "ENGINES_DIR", tmp_path / "engines")
     with pytest.raises(BackendError, match="no engine built from .*rtau build-engine --model"):
         resolve_engine(tiny_onnx)
     result = eb.build_engine(eb.EngineBuildConfig(model=tiny_onnx, target="rtx", max_batch=1,
