@@ -4,8 +4,9 @@ Run: `stages = pipeline_stages("clip.mp4", backend, loops=3)` -> a JSON-ready di
 Three passes, each through rtau's own code and its own stage timers (`rtau.timing`):
 
 1. **Breakdown**: `rtau.pipeline.process_video` (the `rtau process` pipeline) with decoding
-   done in the landmarks thread, so its `decode` timer measures decoding itself rather than
-   the wait for a frame decoded ahead; `landmarks`, `align` and `step` come from the estimator.
+   done in the landmarks thread, so no stage competes with a decode thread for the cores;
+   `decode` is the decoder's own time per frame (`Frame.decode_ms`), `landmarks`, `align` and
+   `step` come from the estimator.
 2. **Throughput**: the same pipeline as `rtau process` runs it (decoding ahead in its own
    thread): frames per second over the whole clip, nothing skipped.
 3. **Live**: the clip played like a 30 fps camera (each frame handed over at its due time)

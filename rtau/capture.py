@@ -5,7 +5,9 @@ Run: `with open_source("0") as src: frame = src.read()` (or "clip.mp4", "rtsp://
 Two behaviours, on purpose:
 - **Files** (`VideoFileSource`) are read in order and no frame is ever skipped; `frames()` can
   decode in a background thread (bounded queue) so decoding overlaps the rest of the pipeline.
-  Timestamps are video time: `index * 1000 / fps` ms.
+  Timestamps are video time: `index * 1000 / fps` ms. A file that stops decoding before the
+  frame count its container declares (truncated, damaged) ends there, and `shortfall()` says
+  so in one line naming both numbers, for the commands to report.
 - **Live sources** (`LiveSource`: cameras and stream URLs) are read by their own thread, which
   keeps only the newest frame: when processing is slower than the camera, stale frames are
   dropped instead of queueing up lag. A source that stops delivering (unplugged camera, broken
@@ -53,12 +55,15 @@ class Frame:
     timestamp_ms: video time for files, wall time since opening for live sources.
     image: BGR uint8[H, W, 3].
     captured_at: `time.perf_counter()` when the frame was decoded, for latency measurements.
+    decode_ms: milliseconds the decoder spent on this frame (files; 0 for live sources), not
+      counting any time the frame then waited in a prefetch queue.
     """
 
     index: int
     timestamp_ms: float
     image: np.ndarray
     captured_at: float
+    decode_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,9 @@ class VideoFileSource:
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             raise SourceError(f"{self.path} is not a readable video (FFmpeg cannot open it)")
+        t0 = time.perf_counter()
         ok, first = cap.read()
+        self._pending_ms = (time.perf_counter() - t0) * 1000.0
         if not ok or first is None:
             cap.release()
             raise SourceError(f"{self.path} is not a readable video (no frame could be decoded)")
@@ -130,13 +137,30 @@ class VideoFileSource:
         self.fps = float(fps) if fps and 0 < fps < 1000 else FALLBACK_FPS
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count: int | None = count if count > 0 else None
+        """Frames the container declares (None when it does not say)."""
         self.size = (first.shape[1], first.shape[0])
+        self.ended = False
+        """True once a read failed: the end of the file, or where it stopped decoding."""
         self._next_index = 0
         self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
         return str(self.path)
+
+    @property
+    def frames_read(self) -> int:
+        """Frames handed out by `read` so far."""
+        return self._next_index
+
+    def shortfall(self) -> str | None:
+        """One line when decoding ended before the frame count the container declares, else
+        None (also while the file has not been read to its end)."""
+        if not self.ended or self.frame_count is None or self._next_index >= self.frame_count:
+            return None
+        return (f"{self.path} stopped decoding after {self._next_index} of the "
+                f"{self.frame_count} frames its container declares (a truncated or damaged "
+                "file?)")
 
     def read(self) -> Frame | None:
         """The next frame in file order, or None after the last one."""
@@ -145,13 +169,17 @@ class VideoFileSource:
                 return None
             if self._pending is not None:
                 image, self._pending = self._pending, None
+                decode_ms = self._pending_ms
             else:
+                t0 = time.perf_counter()
                 ok, image = self._cap.read()
+                decode_ms = (time.perf_counter() - t0) * 1000.0
                 if not ok or image is None:
+                    self.ended = True
                     return None
             index = self._next_index
             self._next_index += 1
-        return Frame(index, index * 1000.0 / self.fps, image, time.perf_counter())
+        return Frame(index, index * 1000.0 / self.fps, image, time.perf_counter(), decode_ms)
 
     def frames(self, prefetch: int = DEFAULT_PREFETCH,
                stop: threading.Event | None = None) -> Iterator[Frame]:

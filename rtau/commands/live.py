@@ -172,6 +172,9 @@ def run_live(cfg: LiveConfig) -> LiveSummary:
     )
     if summary.frames and not summary.frames_with_face:
         err.print(f"[yellow]warning:[/] no face found in {source.name}", highlight=False)
+    short = None if source.live else source.shortfall()
+    if short is not None:
+        err.print(f"[yellow]warning:[/] {short}", highlight=False)
     if cfg.stats:
         Console().print(stats_table(stats.summary()))
     return summary

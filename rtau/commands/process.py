@@ -5,7 +5,9 @@ Every frame is processed in order (nothing skipped) with decoding, landmarks and
 step overlapped in three threads (`rtau.pipeline`); a progress bar runs on stderr and a
 summary per video (frames, frames with a face, faces, fps) is printed at the end. `--out DIR`
 writes `DIR/<video stem>.csv`. A video without a face gives a warning and a header-only table
-(exit 0). Ctrl-C stops cleanly: every row written so far is flushed and the files closed.
+(exit 0). A video that stops decoding before the frame count its container declares gives a
+warning naming both numbers (exit 0); the rows of the frames it did decode stay. Ctrl-C stops
+cleanly: every row written so far is flushed and the files closed.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ def run_process(cfg: ProcessConfig) -> list:
                                             on_frame=advance, source=source)
                 summary.outputs = [p for p in (csv_path, jsonl_path) if p is not None]
                 summaries.append(summary)
+                short = source.shortfall()
+                if short is not None:
+                    err.print(f"[yellow]warning:[/] {short}; its {summary.frames} frames are in "
+                              "the table", highlight=False)
                 if summary.frames_with_face == 0:
                     err.print(f"[yellow]warning:[/] no face found in {video} "
                               f"({summary.frames} frames); its table is empty", highlight=False)

@@ -46,6 +46,41 @@ def test_prefetch_stops_early_when_asked(clip):
         assert seen[:5] == [0, 1, 2, 3, 4] and len(seen) < SINGLE_FACE_FRAMES
 
 
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_a_file_cut_short_reports_its_shortfall(truncated_clip, prefetch):
+    path, declared, decodable = truncated_clip
+    with VideoFileSource(path) as source:
+        assert source.frame_count == declared and source.shortfall() is None
+        frames = list(source.frames(prefetch=prefetch))
+        message = source.shortfall()
+    assert [f.index for f in frames] == list(range(decodable))
+    assert message is not None
+    assert f"after {decodable} of the {declared} frames" in message and str(path) in message
+
+
+def test_a_complete_file_has_no_shortfall(clip):
+    with VideoFileSource(clip) as source:
+        for n, _ in enumerate(source.frames(prefetch=0), start=1):
+            if n == 10:
+                assert source.shortfall() is None, "not at the end yet"
+        assert source.ended and source.shortfall() is None
+
+
+def test_decode_time_is_the_decoder_not_the_queue(clip):
+    """A consumer slower than the decoder: frames wait in the prefetch queue, and that wait
+    must not be counted as decoding."""
+    consumer_ms = 20.0
+    with VideoFileSource(clip) as source:
+        decode_ms = []
+        for frame in source.frames(prefetch=2):
+            decode_ms.append(frame.decode_ms)
+            time.sleep(consumer_ms / 1000.0)
+            if len(decode_ms) == 20:
+                break
+    assert all(ms > 0 for ms in decode_ms)
+    assert sorted(decode_ms)[len(decode_ms) // 2] < consumer_ms / 2, decode_ms
+
+
 def _file_opener(path, calls, fail_after=None):
     def opener():
         calls.append(time.monotonic())
