@@ -40,6 +40,9 @@ DEFAULT_PREFETCH = 8
 """Decoded frames a file's decode thread may run ahead (640x360 BGR: ~0.7 MB each)."""
 FALLBACK_FPS = 30.0
 """Used when a container does not report its frame rate."""
+CLOSE_WAIT_S = 2.0
+"""How long `LiveSource.close` waits for the reader thread (a stalled stream's read can block
+until FFmpeg's own read time-out); the thread releases the capture itself when its read ends."""
 
 
 class SourceError(RtauError):
@@ -295,28 +298,36 @@ class LiveSource:
             self._on_status(message)
 
     def _run(self) -> None:
-        while not self._closed.is_set():
-            cap = self._cap
-            ok, image = cap.read() if cap is not None else (False, None)
-            if ok and image is not None:
-                now = time.perf_counter()
-                with self._cond:
-                    self._seq += 1
-                    self._latest = Frame(self._seq, (now - self._t0) * 1000.0, image, now)
-                    self._cond.notify_all()
-                continue
-            if self._closed.is_set():
-                break
-            if not self._reconnect():
-                self._gave_up = True
-                with self._cond:
-                    self._cond.notify_all()
-                return
+        try:
+            while not self._closed.is_set():
+                cap = self._cap
+                ok, image = cap.read() if cap is not None else (False, None)
+                if ok and image is not None:
+                    now = time.perf_counter()
+                    with self._cond:
+                        self._seq += 1
+                        self._latest = Frame(self._seq, (now - self._t0) * 1000.0, image, now)
+                        self._cond.notify_all()
+                    continue
+                if self._closed.is_set():
+                    break
+                if not self._reconnect():
+                    self._gave_up = True
+                    with self._cond:
+                        self._cond.notify_all()
+                    return
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Release the capture. Only the reader thread calls this, never while it is in a read,
+        so a capture is released exactly once and never under a running `read()`."""
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
     def _reconnect(self) -> bool:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._release()
         self._report(f"{self.name} stopped delivering frames; reconnecting")
         for attempt, delay in enumerate(self._backoff.delays(), start=1):
             if self._closed.wait(delay):
@@ -324,6 +335,8 @@ class LiveSource:
             cap = self._opener()
             if cap is not None:
                 self._cap = cap
+                if self._closed.is_set():  # closed while opening: released in _run's finally
+                    return False
                 self.reconnects += 1
                 self._report(f"{self.name} reconnected after {attempt} attempt(s)")
                 return True
@@ -336,7 +349,7 @@ class LiveSource:
         """The newest frame not yet returned; None on timeout, on close, or after giving up."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._seq <= self._delivered:
+            while self._seq <= self._delivered or self._closed.is_set():
                 if self._closed.is_set() or self._gave_up:
                     return None
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -349,13 +362,17 @@ class LiveSource:
         return frame
 
     def close(self) -> None:
+        """Stop the reader thread; it releases the capture once its current read returns.
+
+        Waits up to CLOSE_WAIT_S for it. A read that blocks longer (a stalled stream) is left
+        to finish on its own: releasing the capture under it would free what FFmpeg is using.
+        Idempotent.
+        """
         self._closed.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=2.0)
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=CLOSE_WAIT_S)
 
     def __enter__(self) -> LiveSource:
         return self
