@@ -267,38 +267,125 @@ def bench_variants(variants: Sequence[Variant], model_path: str | os.PathLike,
     return results, skipped
 
 
+class SplitStep:
+    """A contract ONNX cut at its CNN boundary (`rtau.precision.META_CNN_OUTPUT`) into two
+    ONNX Runtime sessions: `features(images uint8[N, S, S, 3]) -> [N, ...]` (the CNN, any
+    batch) and `cell(features [B, ...], state float32[B, H]) -> (aus, state)` (the recurrent
+    cell and head). What a model without state between frames could do with a window: all W
+    frames through the CNN in one batch, then the cell over them. Needs the onnx package."""
+
+    def __init__(self, model_path: str | os.PathLike, providers: Sequence[str]) -> None:
+        import onnx
+        import onnx.utils
+        import onnxruntime as ort
+
+        from rtau.contract import INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE
+        from rtau.precision import META_CNN_OUTPUT
+
+        model = onnx.load(str(model_path))
+        boundary = {p.key: p.value for p in model.metadata_props}.get(META_CNN_OUTPUT)
+        if boundary is None:
+            raise BenchError(f"{model_path} has no '{META_CNN_OUTPUT}' entry: its CNN boundary "
+                             "is unknown")
+        extractor = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+
+        def session(inputs, outputs):
+            part = extractor.extract_model(inputs, outputs).SerializeToString()
+            return ort.InferenceSession(part, options, providers=list(providers))
+
+        self._cnn = session([INPUT_IMAGE], [boundary])
+        self._cell = session([boundary, INPUT_STATE], [OUTPUT_AUS, OUTPUT_STATE])
+        self._names = (INPUT_IMAGE, boundary, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        image, boundary = self._names[:2]
+        return self._cnn.run([boundary], {image: images})[0]
+
+    def cell(self, features: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, boundary, state_in, aus, state_out = self._names
+        return tuple(self._cell.run([aus, state_out], {boundary: features, state_in: state}))
+
+    def window(self, images: np.ndarray, hidden: int) -> np.ndarray:
+        """AUs float32[K] after the W frames of `images`: CNN on all W at once, then W cell
+        steps from the zero state."""
+        feats = self.features(images)
+        state = np.zeros((1, hidden), np.float32)
+        aus = None
+        for i in range(feats.shape[0]):
+            aus, state = self.cell(feats[i:i + 1], state)
+        return aus[0]
+
+
+def split_step_of(backend: Backend) -> SplitStep | None:
+    """The backend's model as a SplitStep on the same ONNX Runtime providers; None for other
+    backends, or where onnx is not installed."""
+    import importlib.util
+
+    providers = getattr(backend, "_providers", None)
+    if backend.name != "onnxruntime" or providers is None:
+        return None
+    if importlib.util.find_spec("onnx") is None:
+        return None
+    return SplitStep(backend.model_path, providers)
+
+
 def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
                    frames: int = DEFAULT_WINDOW_FRAMES, warmup: int = 3) -> list[dict]:
     """The stateful step versus re-running the model over the last W frames for every frame.
 
     A model that carries no state between frames needs its W frames of context again at every
-    frame: W steps from the zero state per output frame, through the same backend at batch 1.
+    frame. Two ways are timed, per output frame:
+    - `p50_ms`/`p99_ms`: W steps from the zero state through the same backend at batch 1 (W x
+      the stateful cost by construction);
+    - `batched_p50_ms`/`batched_p99_ms`: the fair alternative, the W frames as one batch
+      through the CNN, then the recurrent cell over them (`SplitStep`; ONNX Runtime backends
+      only, None elsewhere), which profits from batching where the hardware does.
     The stateful model does one step per frame. Returns, per W (W = 1 is the stateful step),
-    {window, steps_per_frame, p50_ms, p99_ms, x_stateful} per output frame.
+    {window, steps_per_frame, p50_ms, p99_ms, x_stateful, batched_p50_ms, batched_p99_ms,
+    batched_x_stateful, frames}.
     """
     size = backend.contract.crop_size
+    hidden = backend.contract.state_size
     crops = bench_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
     n = len(crops)
+    split = split_step_of(backend)
     rows = []
     stateful = None
-    for window in (1, *windows):
+
+    def timed(run_frame) -> tuple[float, float]:
         samples = np.empty(frames, np.float64)
-        carried = backend.init_state(1)
         for f in range(warmup + frames):
             t0 = time.perf_counter()
-            if window == 1:
-                _, carried = backend.step(crops[f % n:f % n + 1], carried)
-            else:
+            run_frame(f)
+            if f >= warmup:
+                samples[f - warmup] = (time.perf_counter() - t0) * 1000.0
+        return percentiles(samples)
+
+    for window in (1, *windows):
+        if window == 1:
+            carried = [backend.init_state(1)]
+
+            def run_frame(f, carried=carried):
+                _, carried[0] = backend.step(crops[f % n:f % n + 1], carried[0])
+        else:
+            def run_frame(f, window=window):
                 state = backend.init_state(1)
                 for i in range(window):
                     k = (f + i) % n
                     _, state = backend.step(crops[k:k + 1], state)
-            if f >= warmup:
-                samples[f - warmup] = (time.perf_counter() - t0) * 1000.0
-        p50, p99 = percentiles(samples)
+        p50, p99 = timed(run_frame)
         stateful = p50 if window == 1 else stateful
-        rows.append({"window": window, "steps_per_frame": window, "p50_ms": p50,
-                     "p99_ms": p99, "x_stateful": p50 / stateful, "frames": frames})
+        row = {"window": window, "steps_per_frame": window, "p50_ms": p50, "p99_ms": p99,
+               "x_stateful": p50 / stateful, "batched_p50_ms": None, "batched_p99_ms": None,
+               "batched_x_stateful": None, "frames": frames}
+        if split is not None and window > 1:
+            def run_batched(f, window=window):
+                split.window(crops[f:f + window], hidden)  # in range: n >= W + frames + warmup
+            b50, b99 = timed(run_batched)
+            row.update(batched_p50_ms=b50, batched_p99_ms=b99, batched_x_stateful=b50 / stateful)
+        rows.append(row)
     return rows
 
 

@@ -85,6 +85,39 @@ def test_two_faces_go_through_one_batched_step(backend):
     assert backend.batches == [2] * 5
 
 
+def test_each_face_id_keeps_its_own_state(backend):
+    """Two faces side by side with different histories (left: the clip playing, right: its
+    first frame held), then the same frame on both sides: each id's outputs must be the unroll
+    of its own crops, and on the last frame the two must differ by more than their crops do."""
+    history = 20
+    source = VideoFileSource(media_file("single_face.mp4"))
+    seen: dict[int, list] = {}
+    with AUEstimator(backend=backend, max_faces=2) as est, source:
+        frames = [f.image for f in source.frames()]
+        for t in range(history + 1):
+            right = frames[0] if t < history else frames[t]
+            faces = est.update(np.hstack([frames[t], right]), t * 33.0)
+            assert len(faces) == 2
+            for face in faces:
+                seen.setdefault(face.id, []).append(face)
+    assert len(seen) == 2 and all(len(v) == history + 1 for v in seen.values())
+    left, right = sorted(seen.values(), key=lambda faces: faces[0].box[0])
+    before_last = {}
+    for name, faces in (("left", left), ("right", right)):
+        state = backend.init_state(1)
+        for t, face in enumerate(faces):
+            before_last[name] = state
+            aus, state = backend.step(face.crop[None], state)
+            np.testing.assert_allclose(face.raw_aus, aus[0], atol=1e-5,
+                                       err_msg=f"{name} face, frame {t}")
+    history_gap = np.abs(left[-1].raw_aus - right[-1].raw_aus).max()
+    # What the small crop difference alone moves: both last crops through one state.
+    crop_only, _ = backend.step(np.stack([left[-1].crop, right[-1].crop]),
+                                np.repeat(before_last["right"], 2, axis=0))
+    crop_gap = np.abs(crop_only[0] - crop_only[1]).max()
+    assert history_gap > 5 * crop_gap, (history_gap, crop_gap)
+
+
 def _runs(mask):
     """(start, end) of the runs of True in a boolean list."""
     runs, start = [], None

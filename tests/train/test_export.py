@@ -104,12 +104,39 @@ def test_export_refuses_a_model_that_fails_parity(tiny_model, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_parity_gates_the_state_and_the_unclamped_head(tmp_path, monkeypatch):
+    """An ONNX whose clamped AUs agree with torch (all exactly 0 on both sides) while its
+    recurrent cell computes something else must be refused, naming what disagrees."""
+    import copy
+
+    exported = randomised_model(ModelConfig.tiny(), seed=4)
+    with torch.no_grad():
+        exported.head.bias.fill_(-100.0)  # every AU clamps to 0, whatever the state
+    drifted = copy.deepcopy(exported)
+    with torch.no_grad():
+        for param in drifted.gru.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    original_build = export_module.build_onnx
+    monkeypatch.setattr(export_module, "build_onnx",
+                        lambda model, cfg: original_build(exported, cfg))
+    out = tmp_path / "drifted.onnx"
+    with pytest.raises(ExportError, match="the unclamped head output by .*the recurrent state by"):
+        export_onnx(drifted, out, ExportConfig(parity_steps=10))
+    assert not out.exists() and not manifest_path(out).exists()
+    onnx.save(original_build(exported, ExportConfig()), str(tmp_path / "same.onnx"))
+    parity = export_module.check_parity(drifted, tmp_path / "same.onnx", steps=10)
+    assert parity["max_abs_au_error"] == 0.0, "the clamped AUs alone cannot see the drift"
+    assert parity["max_abs_state_error"] > 1e-3 and parity["max_abs_head_error"] > 1e-3
+    same = export_module.check_parity(exported, tmp_path / "same.onnx", steps=10)
+    assert max(same["max_abs_state_error"], same["max_abs_head_error"]) < 1e-4, same
+
+
 def test_export_command_writes_a_model_the_runtime_runs(tmp_path):
     ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()), training_data="fresh init")
+    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()))
     out = tmp_path / "out" / "tiny.onnx"
     result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out),
-                                      "--parity-steps", "10"])
+                                      "--parity-steps", "10", "--training-data", "fresh init"])
     assert result.exit_code == 0, result.output
     assert "parity over 10 steps" in result.output
     backend = OnnxRuntimeBackend(out)
