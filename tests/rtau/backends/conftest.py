@@ -1,4 +1,5 @@
-"""Fixtures for the backend tests: real-looking face frames and a tiny TensorRT engine."""
+"""Fixtures for the backend tests: real-looking face frames, a TensorRT-RTX engine of the tiny
+model built here without a GPU, and a TensorRT engine for this machine's GPU."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ def tiny_engine(tiny_onnx, tmp_path_factory):
     except EngineBuildError as exc:
         pytest.skip(f"no engine for this GPU: {exc}")
     return result.engine_path
+
+
+@pytest.fixture(scope="session")
+def rtx_engine(tiny_onnx, tmp_path_factory):
+    """A real TensorRT-RTX engine of the tiny model (default targets), built without a GPU."""
+    pytest.importorskip("tensorrt_rtx")
+    from rtau.engine_build import EngineBuildConfig, build_engine
+
+    out = tmp_path_factory.mktemp("rtx") / "tiny.engine"
+    return build_engine(EngineBuildConfig(model=tiny_onnx, out=out, target="rtx",
+                                          progress=False))
