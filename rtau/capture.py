@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
@@ -108,7 +109,20 @@ def _camera_index(source: str | int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class VideoFileSource:
+class _Source:
+    """What both kinds of source share: `with source:` closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoFileSource(_Source):
     """A video file read frame by frame, in order, nothing skipped.
 
     `read()` returns the next Frame or None at the end; `frames(prefetch)` iterates, decoding in
@@ -236,19 +250,14 @@ class VideoFileSource:
             thread.join(timeout=2.0)
 
     def close(self) -> None:
+        """Release the decoder (after a `read` in progress). Idempotent."""
         with self._lock:
-            if self._cap is not None:
-                self._cap.release()
-                self._cap = None
-
-    def __enter__(self) -> VideoFileSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+            cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
 
-class LiveSource:
+class LiveSource(_Source):
     """A camera or stream read by a background thread that keeps only the newest frame.
 
     opener: returns an opened `cv2.VideoCapture` or None if the device cannot be opened now.
@@ -373,12 +382,6 @@ class LiveSource:
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=CLOSE_WAIT_S)
-
-    def __enter__(self) -> LiveSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def camera_opener(index: int, width: int | None = None,

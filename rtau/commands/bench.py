@@ -24,6 +24,8 @@ from typing import Annotated
 
 import typer
 
+from rtau.commands.options import ModelOption
+
 DEFAULT_BATCH = "1,8,32"
 DEFAULT_WINDOWS = "8,16,32"
 NO_WINDOWS = ("", "0", "none")
@@ -38,18 +40,31 @@ class BenchConfig:
     backend: tuple[str, ...] = ()
     """Backend names; empty: every backend importable here."""
     batch: str = DEFAULT_BATCH
+    """Comma-separated batch sizes."""
     steps: int = 200
+    """Timed steps per backend and batch size, after `warmup` untimed ones."""
     warmup: int = 20
+    """Untimed steps first."""
     max_seconds: float = 0.0
+    """Time budget of one batch size's timed steps (0: none)."""
     windows: str = DEFAULT_WINDOWS
+    """Sliding-window lengths, comma-separated, or 'none'."""
     window_frames: int = 20
+    """Output frames timed per window length."""
     parity: int = 0
+    """Unrolled steps compared with ONNX Runtime CPU (0: skip)."""
     source: Path | None = None
+    """Video for the pipeline stage breakdown (None: skip), played `loops` times."""
     loops: int = 1
+    """Times the source clip is played per pass."""
     max_faces: int = 1
+    """Faces tracked per frame with `source`."""
     model: Path | None = None
+    """Contract ONNX or engine (None: the shipped model)."""
     threads: int = 0
+    """CPU threads of ONNX Runtime and torch (0: their default)."""
     json: Path | None = None
+    """Where to write the JSON payload (None: only print tables)."""
 
 
 def command_line(cfg: BenchConfig) -> str:
@@ -253,8 +268,7 @@ def bench(
         "--loops", min=1, help="Times the --source clip is played per pass.")] = 1,
     max_faces: Annotated[int, typer.Option(
         "--max-faces", min=1, help="Faces tracked per frame with --source.")] = 1,
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Contract ONNX/engine (default: the shipped model).")] = None,
+    model: ModelOption = None,
     threads: Annotated[int, typer.Option(
         "--threads", min=0, help="CPU threads of ONNX Runtime and torch (0 = their default)."
     )] = 0,
