@@ -158,19 +158,24 @@ def _base_face(size: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def bench_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
-    """Real-looking aligned crops uint8[count, size, size, 3]: a face drifting, turning and
-    changing brightness slightly from crop to crop, with sensor noise."""
+def face_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
+    """Real-looking aligned crops uint8[count, size, size, 3] BGR: a real portrait drifting in
+    place (+-2 px), turning (+-3 degrees) and changing brightness (+-15%) from crop to crop,
+    with sensor noise; `seed` sets the noise and the phases of the motion. The one generator of
+    test and benchmark faces (benchmarks, export parity, backend tests)."""
     import cv2
 
     base = _base_face(size)
     rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 2 * np.pi, size=4)
     out = np.empty((count, size, size, 3), np.uint8)
     for t in range(count):
-        m = cv2.getRotationMatrix2D((size / 2, size / 2), 3.0 * np.sin(0.3 * t), 1.0)
-        m[:, 2] += (2.0 * np.sin(0.5 * t), 2.0 * np.cos(0.4 * t))
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), 3.0 * np.sin(0.021 * t + phase[2]),
+                                    1.0)
+        m[:, 2] += (2.0 * np.sin(0.05 * t + phase[0]), 2.0 * np.sin(0.037 * t + phase[1]))
         warped = cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT)
-        noisy = warped * (1.0 + 0.1 * np.sin(0.2 * t)) + rng.normal(0, 2.0, warped.shape)
+        gain = 1.0 + 0.15 * np.sin(0.013 * t + phase[3])
+        noisy = warped.astype(np.float32) * gain + rng.normal(0, 2.0, warped.shape)
         out[t] = np.clip(noisy, 0, 255).astype(np.uint8)
     return out
 
@@ -178,7 +183,7 @@ def bench_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
 def crop_pool(size: int, batch: int, seed: int = 0) -> np.ndarray:
     """uint8[batch + CROP_POOL, S, S, 3]: `pool[o:o + batch]` is a contiguous batch for any
     offset o < CROP_POOL, so building a step's input costs nothing inside the timed region."""
-    crops = bench_crops(size, CROP_POOL, seed)
+    crops = face_crops(size, CROP_POOL, seed)
     reps = -(-(batch + CROP_POOL) // CROP_POOL)
     return np.ascontiguousarray(np.tile(crops, (reps, 1, 1, 1))[: batch + CROP_POOL])
 
@@ -348,7 +353,7 @@ def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
     """
     size = backend.contract.crop_size
     hidden = backend.contract.state_size
-    crops = bench_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
+    crops = face_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
     n = len(crops)
     split = split_step_of(backend)
     rows = []
@@ -406,24 +411,56 @@ def batch_vs_single(results: Sequence[StepResult]) -> list[dict]:
     return rows
 
 
+StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+"""(images uint8[B, S, S, 3], state float32[B, H]) -> (aus [B, K], state [B, H], *more)."""
+EXTRA_OUTPUTS = ("head",)
+"""Names of step outputs after (aus, state), when both sides give them: the unclamped head."""
+
+
+def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray, hidden: int) -> dict:
+    """Unroll two step functions side by side from the zero state over frames
+    uint8[T, B, S, S, 3], each fed its own state; the largest absolute differences over the run
+    (errors that accumulate through the state show up here, not in one step).
+
+    Returns {steps, batch, max_abs_au_error, mean_abs_au_error, max_abs_state_error} and, when
+    both return a third output, max_abs_head_error. The one parity helper of rtau: benchmarks,
+    the export's gate and the backend tests use it.
+    """
+    steps, batch = frames.shape[:2]
+    s_test = np.zeros((batch, hidden), np.float32)
+    s_ref = s_test.copy()
+    worst: dict[str, float] = {}
+    au_sum = 0.0
+    for t in range(steps):
+        test_out = step(frames[t], s_test)
+        ref_out = reference(frames[t], s_ref)
+        s_test, s_ref = test_out[1], ref_out[1]
+        names = ("au", "state", *EXTRA_OUTPUTS)
+        for name, a, b in zip(names, test_out, ref_out, strict=False):
+            err = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))
+            worst[name] = max(worst.get(name, 0.0), float(err.max()))
+            if name == "au":
+                au_sum += float(err.mean())
+    result = {"steps": int(steps), "batch": int(batch),
+              "max_abs_au_error": worst.get("au", 0.0),
+              "mean_abs_au_error": au_sum / max(steps, 1),
+              "max_abs_state_error": worst.get("state", 0.0)}
+    result.update({f"max_abs_{name}_error": worst[name] for name in EXTRA_OUTPUTS
+                   if name in worst})
+    return result
+
+
+def shifted_batches(frames: np.ndarray, batch: int, shift: int = 37) -> np.ndarray:
+    """uint8[T, batch, S, S, 3] from frames uint8[T, S, S, 3]: row r is the clip shifted by
+    r * shift frames, so the rows of a batch differ."""
+    return np.stack([np.roll(frames, -shift * r, axis=0) for r in range(batch)], axis=1)
+
+
 def parity(backend: Backend, reference: Backend, steps: int, batch: int = 2,
            seed: int = 1) -> dict:
-    """Unroll both backends `steps` steps on the same crops from the zero state; the largest
-    absolute AU and state differences over the run (errors that accumulate through the state
-    show up here, not in one step)."""
-    size = reference.contract.crop_size
-    pool = crop_pool(size, batch, seed)
-    s_test, s_ref = backend.init_state(batch), reference.init_state(batch)
-    au_err = state_err = 0.0
-    for t in range(steps):
-        offset = t % CROP_POOL
-        images = pool[offset:offset + batch]
-        a_test, s_test = backend.step(images, s_test)
-        a_ref, s_ref = reference.step(images, s_ref)
-        au_err = max(au_err, float(np.max(np.abs(a_test - a_ref))))
-        state_err = max(state_err, float(np.max(np.abs(s_test - s_ref))))
-    return {"steps": steps, "batch": batch, "max_abs_au_error": au_err,
-            "max_abs_state_error": state_err}
+    """`unrolled_parity` of two backends over `steps` steps of the same face crops."""
+    frames = shifted_batches(face_crops(reference.contract.crop_size, steps, seed), batch)
+    return unrolled_parity(backend.step, reference.step, frames, reference.contract.state_size)
 
 
 def _version(dist: str) -> str | None:

@@ -11,7 +11,8 @@ are built from). The ONNX metadata carries the contract, the model config and th
 `model.json` beside it repeats them with the file's sha256 and the parity numbers.
 
 Before anything is written, the ONNX is run by ONNX Runtime for `parity_steps` unrolled steps on
-real-looking face frames (a public-domain portrait under small motion and lighting change) and
+real-looking face frames (`rtau.bench.face_crops`: a public-domain portrait under small motion
+and lighting change) and
 compared with the torch FP32 step: the AUs, the head's output before the 0..5 clamp and the
 recurrent state must each agree within tolerance, or the model is refused.
 
@@ -26,15 +27,16 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import typer
 from torch import nn
 
+from rtau.bench import face_crops, unrolled_parity
 from rtau.contract import (
     INPUT_IMAGE,
     INPUT_STATE,
@@ -106,39 +108,9 @@ class _StepModule(nn.Module):
         return self.model.step(image, state)
 
 
-def parity_frames(crop_size: int, steps: int, seed: int = 0) -> np.ndarray:
-    """Real-looking crops uint8[steps, S, S, 3]: a real portrait drifting in place and lighting.
-
-    Uses matplotlib's public-domain `grace_hopper.jpg` (matplotlib comes with MediaPipe).
-    """
-    import matplotlib
-
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    image = cv2.imread(str(path))
-    if image is None:
-        raise ExportError(f"cannot read the parity image {path}")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    base = image[(h - side) // 4 : (h - side) // 4 + side, (w - side) // 2 : (w - side) // 2 + side]
-    base = cv2.resize(base, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
-    rng = np.random.default_rng(seed)
-    frames = np.empty((steps, crop_size, crop_size, 3), np.uint8)
-    phase = rng.uniform(0, 2 * np.pi, size=4)
-    for t in range(steps):
-        dx, dy = 2.0 * np.sin(0.05 * t + phase[0]), 2.0 * np.sin(0.037 * t + phase[1])
-        angle = 3.0 * np.sin(0.021 * t + phase[2])
-        gain = 1.0 + 0.15 * np.sin(0.013 * t + phase[3])
-        m = cv2.getRotationMatrix2D((crop_size / 2, crop_size / 2), angle, 1.0)
-        m[:, 2] += (dx, dy)
-        warped = cv2.warpAffine(base, m, (crop_size, crop_size), borderMode=cv2.BORDER_REFLECT)
-        noisy = warped.astype(np.float32) * gain + rng.normal(0, 2.0, warped.shape)
-        frames[t] = np.clip(noisy, 0, 255).astype(np.uint8)
-    return frames
-
-
 def _trace_to_onnx(model: AUModel) -> bytes:
     cfg = model.cfg
-    image = torch.from_numpy(parity_frames(cfg.crop_size, 2)).contiguous()
+    image = torch.from_numpy(face_crops(cfg.crop_size, 2)).contiguous()
     state = torch.zeros(2, cfg.hidden_size)
     buffer = io.BytesIO()
     # torch.onnx.export leaves every submodule in the *wrapper's* mode afterwards: a wrapper in
@@ -203,9 +175,21 @@ def _with_head_output(onnx_path: Path) -> bytes:
     return proto.SerializeToString()
 
 
+def torch_step(model: AUModel) -> Callable:
+    """`model.step` in FP32 as an `rtau.bench.StepFn` over numpy arrays: (images, state) ->
+    (aus, state, unclamped head output)."""
+
+    def step(images: np.ndarray, state: np.ndarray):
+        with torch.no_grad():
+            aus, h = model.step(torch.from_numpy(images), torch.from_numpy(state))
+            return aus.numpy(), h.numpy(), model.raw_readout(h).numpy()
+
+    return step
+
+
 def check_parity(model: AUModel, onnx_path: Path, steps: int, seed: int = 0) -> dict:
-    """Unroll torch (FP32) and ONNX Runtime side by side; max/mean abs errors of the AUs, max
-    abs errors of the unclamped head output and of the state."""
+    """Unroll torch (FP32) and ONNX Runtime side by side (`rtau.bench.unrolled_parity`): max and
+    mean abs errors of the AUs, max abs errors of the unclamped head output and of the state."""
     import onnxruntime as ort
 
     was_training = model.training
@@ -214,33 +198,18 @@ def check_parity(model: AUModel, onnx_path: Path, steps: int, seed: int = 0) -> 
     options.log_severity_level = 3
     session = ort.InferenceSession(_with_head_output(onnx_path), options,
                                    providers=["CPUExecutionProvider"])
-    head_name = session.get_outputs()[-1].name
+    outputs = [OUTPUT_AUS, OUTPUT_STATE, session.get_outputs()[-1].name]
+
+    def onnx_step(images: np.ndarray, state: np.ndarray):
+        return session.run(outputs, {INPUT_IMAGE: images, INPUT_STATE: state})
+
     cfg = model.cfg
-    frames = np.stack(
-        [parity_frames(cfg.crop_size, steps, seed + i) for i in range(PARITY_BATCH)], axis=1
-    )
-    ort_state = np.zeros((PARITY_BATCH, cfg.hidden_size), np.float32)
-    torch_state = torch.zeros(PARITY_BATCH, cfg.hidden_size)
-    max_au = max_state = max_head = 0.0
-    sum_au = 0.0
-    with torch.no_grad():
-        for t in range(steps):
-            aus, ort_state, head = session.run(
-                [OUTPUT_AUS, OUTPUT_STATE, head_name],
-                {INPUT_IMAGE: frames[t], INPUT_STATE: ort_state})
-            ref, torch_state = model.step(torch.from_numpy(frames[t]), torch_state)
-            err = np.abs(aus - ref.numpy())
-            max_au = max(max_au, float(err.max()))
-            sum_au += float(err.mean())
-            ref_head = model.raw_readout(torch_state).numpy()
-            max_head = max(max_head, float(np.abs(head - ref_head).max()))
-            max_state = max(max_state, float(np.abs(ort_state - torch_state.numpy()).max()))
-    model.train(was_training)
-    return {
-        "steps": steps, "batch": PARITY_BATCH,
-        "max_abs_au_error": max_au, "mean_abs_au_error": sum_au / max(steps, 1),
-        "max_abs_head_error": max_head, "max_abs_state_error": max_state,
-    }
+    frames = np.stack([face_crops(cfg.crop_size, steps, seed + i) for i in range(PARITY_BATCH)],
+                      axis=1)
+    try:
+        return unrolled_parity(onnx_step, torch_step(model), frames, cfg.hidden_size)
+    finally:
+        model.train(was_training)
 
 
 def parity_gate(parity: dict, precision: str) -> None:

@@ -16,8 +16,8 @@ from rtau.bench import (
     SuiteConfig,
     Variant,
     batch_vs_single,
-    bench_crops,
     crop_pool,
+    face_crops,
     machine_slug,
     parity,
     parse_int_list,
@@ -72,7 +72,7 @@ def test_a_time_budget_cuts_timing_short_but_not_below_the_minimum():
 
 
 def test_crops_are_real_looking_and_the_pool_slices_are_contiguous():
-    crops = bench_crops(32, 4)
+    crops = face_crops(32, 4)
     assert crops.dtype == np.uint8 and crops.shape == (4, 32, 32, 3)
     assert crops.std() > 20 and not np.array_equal(crops[0], crops[1])
     pool = crop_pool(32, 5)
@@ -99,7 +99,7 @@ def test_the_batched_window_is_the_same_model_and_is_timed(tiny_onnx):
     with OnnxRuntimeBackend(tiny_onnx, device="cpu") as backend:
         split = split_step_of(backend)
         assert split is not None
-        crops = bench_crops(backend.contract.crop_size, 5)
+        crops = face_crops(backend.contract.crop_size, 5)
         state = backend.init_state(1)
         for i in range(5):
             aus, state = backend.step(crops[i:i + 1], state)

@@ -14,27 +14,14 @@ from typer.testing import CliRunner  # noqa: E402
 
 import train.export as export_module  # noqa: E402
 from rtau.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from rtau.bench import face_crops, unrolled_parity  # noqa: E402
 from rtau.contract import manifest_path, read_onnx_contract, sha256_file  # noqa: E402
 from tests.conftest import randomised_model  # noqa: E402
 from train.__main__ import app  # noqa: E402
-from train.export import ExportConfig, ExportError, export_onnx, parity_frames  # noqa: E402
+from train.export import ExportConfig, ExportError, export_onnx, torch_step  # noqa: E402
 from train.model import ModelConfig, save_checkpoint  # noqa: E402
 
 LONG_RUN = 500
-
-
-def _unrolled_max_error(model, backend, frames: np.ndarray) -> float:
-    """Max abs AU difference between torch FP32 and a backend over frames [T, B, S, S, 3]."""
-    b = frames.shape[1]
-    state = backend.init_state(b)
-    ref_state = torch.zeros(b, model.cfg.hidden_size)
-    worst = 0.0
-    with torch.no_grad():
-        for t in range(frames.shape[0]):
-            aus, state = backend.step(frames[t], state)
-            ref, ref_state = model.step(torch.from_numpy(frames[t]), ref_state)
-            worst = max(worst, float(np.abs(aus - ref.numpy()).max()))
-    return worst
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +35,11 @@ def test_onnxruntime_matches_torch_over_500_steps(default_model, tmp_path, preci
         default_model, tmp_path / f"{precision}.onnx",
         ExportConfig(precision=precision, parity_steps=0),
     )
-    frames = np.stack([parity_frames(112, LONG_RUN, seed=10), parity_frames(112, LONG_RUN, 11)], 1)
+    frames = np.stack([face_crops(112, LONG_RUN, seed=10), face_crops(112, LONG_RUN, 11)], 1)
     backend = OnnxRuntimeBackend(path, device="cpu")
     assert backend.contract.precision == precision
-    error = _unrolled_max_error(default_model, backend, frames)
+    error = unrolled_parity(backend.step, torch_step(default_model), frames,
+                            default_model.cfg.hidden_size)["max_abs_au_error"]
     assert error <= tolerance, f"{precision}: max abs AU error {error} over {LONG_RUN} steps"
 
 
@@ -140,7 +128,7 @@ def test_export_command_writes_a_model_the_runtime_runs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "parity over 10 steps" in result.output
     backend = OnnxRuntimeBackend(out)
-    images = parity_frames(112, 3)
+    images = face_crops(112, 3)
     aus, state = backend.step(images, backend.init_state(3))
     assert aus.shape == (3, 12) and state.shape == (3, backend.contract.state_size)
     assert backend.contract.training_data == "fresh init"

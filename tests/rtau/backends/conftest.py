@@ -11,10 +11,9 @@ from tests.rtau.backends.cases import PARITY_STEPS
 @pytest.fixture(scope="session")
 def face_frames():
     """uint8[PARITY_STEPS, 112, 112, 3]: a real portrait under small motion and lighting."""
-    pytest.importorskip("torch")
-    from train.export import parity_frames
+    from rtau.bench import face_crops
 
-    return parity_frames(112, PARITY_STEPS, seed=1)
+    return face_crops(112, PARITY_STEPS, seed=1)
 
 
 @pytest.fixture(scope="session")
