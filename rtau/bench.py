@@ -3,7 +3,9 @@
 Run: `from rtau.bench import Variant, bench_variants; results, skipped =
 bench_variants([Variant("onnxruntime", "onnxruntime")], model_path, batches=(1, 8))`.
 This is what `rtau bench` and the scripts in `benchmarks/` call; the whole-pipeline stage
-breakdown lives in `rtau.bench_pipeline`. Every timing goes through the backend's public
+breakdown lives in `rtau.bench_pipeline`. `face_crops` (the real-looking crops) and
+`unrolled_parity` (two steps unrolled side by side) also serve the export's parity gate and
+the backend tests. Every timing goes through the backend's public
 `step` (the call `AUEstimator` makes), on real-looking face crops (never zeros), with the
 recurrent state fed back as in use, after untimed warm-up steps. `step` returns host arrays,
 so a GPU backend's time includes its copies and synchronisation: what a caller waits for.
