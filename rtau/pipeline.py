@@ -127,6 +127,7 @@ def process_video(video: str | os.PathLike, backend: Backend, sinks: SinkGroup,
                                            {"landmarks": landmarks_ms})
             t0 = time.perf_counter()
             sinks.write(frame.index, frame.timestamp_ms, estimates)
+            sinks.end_tracks(estimator.tracker.dropped)
             timings = dict(estimator.last_timings)
             timings["output"] = (time.perf_counter() - t0) * 1000.0
             stats.add_all(timings)
