@@ -40,6 +40,9 @@ AUTO_ORDER = ("tensorrt", "torch", "onnxruntime")
 GPU_ONLY_BACKENDS = ("tensorrt", "torch")
 MAX_LOST = 30
 """Frames a face may be missed (occluded, turned away) and keep its id and state: 1 s at 30 fps."""
+AUTO_OPTIONS = {"torch": {"device": "cuda"}}
+"""'auto' takes torch only on a CUDA GPU: on the CPU, ONNX Runtime is the faster of the two, so
+a CPU-only torch on a machine with an NVIDIA driver must not win."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,11 @@ def nvidia_gpu_visible() -> bool:
 
 
 def choose_backend(name: str, model_path: str | os.PathLike) -> tuple[Backend, str]:
-    """Create backend `name`, or with 'auto' the fastest that loads here; (backend, why)."""
+    """Create backend `name`, or with 'auto' the fastest that loads here; (backend, why).
+
+    'auto' tries AUTO_ORDER and says which backend it took and why each faster one was passed
+    over (no GPU, not installed, or its own refusal, e.g. torch without CUDA).
+    """
     if name not in BACKEND_CHOICES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
     if name != "auto":
@@ -103,13 +110,13 @@ def choose_backend(name: str, model_path: str | os.PathLike) -> tuple[Backend, s
             skipped.append(f"{candidate}: not installed")
             continue
         try:
-            backend = create_backend(candidate, model_path)
+            backend = create_backend(candidate, model_path, **AUTO_OPTIONS.get(candidate, {}))
         except (BackendError, ImportError, OSError) as exc:
             if candidate == AUTO_ORDER[-1]:
                 raise
             skipped.append(f"{candidate}: {exc}")
             continue
-        why = f"; skipped {'; '.join(skipped)}" if skipped else ""
+        why = f" (faster ones skipped: {'; '.join(skipped)})" if skipped else " (the fastest)"
         return backend, f"backend auto -> {backend.describe()}{why}"
     raise BackendError("no backend can run this model: " + "; ".join(skipped))
 
