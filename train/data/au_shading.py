@@ -27,13 +27,13 @@ from train.data.au_templates import MAX_INTENSITY, TEMPLATE_AUS, FaceFrame
 
 # depth of each cue at intensity 5, gain 1 (fraction of the image darkened at a crease centre)
 FURROW_DEPTH = 0.30  # AU4
-NOSE_WRINKLE_DEPTH = 0.30  # AU9
+NOSE_WRINKLE_DEPTH = 0.40  # AU9
 NASOLABIAL_DEPTH = 0.32  # AU12 (AU6 adds NASOLABIAL_FROM_AU6 of it, AU9 NASOLABIAL_FROM_AU9)
 NASOLABIAL_FROM_AU6 = 0.4
 NASOLABIAL_FROM_AU9 = 0.5
-LID_BULGE_DEPTH = 0.22  # AU6: crease under the lower-lid bulge, and crow's feet
+LID_BULGE_DEPTH = 0.28  # AU6: crease under the lower-lid bulge, and crow's feet
 CHEEK_HIGHLIGHT = 0.10  # AU6 / AU12: light on the raised cheek
-CHIN_TEXTURE_DEPTH = 0.22  # AU17
+CHIN_TEXTURE_DEPTH = 0.32  # AU17
 HIGHLIGHT_RATIO = 0.35  # light edge beside a crease, relative to its depth
 LINE_SIGMA = 0.010  # IOD: softness of a crease
 BROAD_SIGMA = 0.045  # IOD: softness of bulges and highlights

@@ -199,7 +199,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 
-def test_subject_count(config: SynthConfig) -> int:
+def count_test_subjects(config: SynthConfig) -> int:
     """M, the subjects dealt test identities: --test-subjects, or max(1, N // 6) when -1."""
     m = max(1, config.subjects // 6) if config.test_subjects < 0 else config.test_subjects
     if m > config.subjects:
@@ -246,7 +246,7 @@ class IdentitySource:
             self.report.append(entry)
         # the folder's people are split like the default pool: a seeded sixth are test people
         people = sorted({b.identity for b in usable})
-        n_test = 0 if test_subject_count(config) == 0 or len(people) < 2 else max(
+        n_test = 0 if count_test_subjects(config) == 0 or len(people) < 2 else max(
             1, len(people) // 6)
         rng = np.random.default_rng([config.seed, 104_729])
         test_people = set(rng.permutation(people)[:n_test].tolist()) if n_test else set()
@@ -270,7 +270,7 @@ def deal_identities(config: SynthConfig, identities: list[dict]) -> list[dict]:
 
     Each split's identities are dealt in a seeded order, all of them before any repeats.
     """
-    m = test_subject_count(config)
+    m = count_test_subjects(config)
     dealt: list[dict] = []
     for split, count in ((TRAIN, config.subjects - m), (TEST, m)):
         pool = [i for i in identities if i["split"] == split]
@@ -678,7 +678,7 @@ def synth_command(
         workers=workers,
         test_subjects=test_subjects,
     )
-    test_subject_count(config)  # a bad --test-subjects stops before any work
+    count_test_subjects(config)  # a bad --test-subjects stops before any work
     console = Console(stderr=True)
     meta = run_synth(config, console)
     console.print(
