@@ -8,7 +8,8 @@ Each subject is one identity (default: the pool of `train/data/identities.py`: r
 registry packages, morphs between them, skin-tone and age variants, split by person into train
 and test; with `--faces DIR`: every image and video there is one person), placed at a random
 size and position in the frame and optionally mirrored. `--test-subjects M` (default
-max(1, N // 6)) of the N subjects are dealt test identities, the others train identities.
+max(1, N // 6); 0 with --faces DIR) of the N subjects are dealt test identities, the others
+train identities.
 Per frame, AU intensities follow episodes with co-occurrence (`train/data/episodes.py`); the
 base landmarks (found once by `rtau.faces.FaceDetector`) move by the per-AU templates
 (`au_templates.py`), a small head motion is added, the image is warped piecewise-affinely over
@@ -200,8 +201,12 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def count_test_subjects(config: SynthConfig) -> int:
-    """M, the subjects dealt test identities: --test-subjects, or max(1, N // 6) when -1."""
-    m = max(1, config.subjects // 6) if config.test_subjects < 0 else config.test_subjects
+    """M, the subjects dealt test identities: --test-subjects, or when -1 max(1, N // 6) for the
+    default identity pool and 0 for a --faces folder (its files carry no split unless asked)."""
+    if config.test_subjects < 0:
+        m = max(1, config.subjects // 6) if config.faces == "default" else 0
+    else:
+        m = config.test_subjects
     if m > config.subjects:
         raise ValueError(f"--test-subjects {m} is more than --subjects {config.subjects}")
     return m
@@ -658,7 +663,9 @@ def synth_command(
     preview: Annotated[Path | None, typer.Option(help="write a contact sheet PNG here")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes (0: one per core)")] = 0,
     test_subjects: Annotated[
-        int, typer.Option(help="subjects dealt test identities (-1: max(1, subjects // 6))")
+        int,
+        typer.Option(help="subjects dealt test identities (-1: max(1, subjects // 6); 0 for "
+                     "--faces DIR)"),
     ] = -1,
 ) -> None:
     """Generate synthetic AU videos with exact labels in the DISFA layout."""

@@ -61,6 +61,8 @@ def test_count_test_subjects_default_and_bounds(tmp_path):
 
     assert [count(1), count(6), count(11), count(12), count(24)] == [1, 1, 1, 2, 4]
     assert count(24, 0) == 0 and count(24, 5) == 5
+    folder = SynthConfig(out=tmp_path, subjects=12, faces=str(tmp_path))
+    assert count_test_subjects(folder) == 0  # a folder of faces has no split unless asked
     with pytest.raises(ValueError, match="more than --subjects"):
         count(3, 4)
 

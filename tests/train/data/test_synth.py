@@ -42,8 +42,7 @@ def faces_dir(tmp_path_factory) -> Path:
 
 
 def _config(out: Path, faces: Path, **kw) -> SynthConfig:
-    base = dict(out=out, subjects=1, frames=24, seed=3, faces=str(faces), size=SMALL, workers=1,
-                test_subjects=0)
+    base = dict(out=out, subjects=1, frames=24, seed=3, faces=str(faces), size=SMALL, workers=1)
     base.update(kw)
     return SynthConfig(**base)
 
