@@ -1,10 +1,11 @@
 """Appearance cues of action units that a mesh warp cannot make, rendered as shading.
 
-FACS describes skin changes beside the landmark motion: vertical furrows between the brows
-(AU4), wrinkles across the nose root (AU9), the nasolabial fold deepening and the cheek and
-lower-lid bulge with crow's feet (AU6, AU12), a dimpled, wrinkled chin boss (AU17). `AUShading`
-draws each as dark creases with a light edge beside them, placed on the *displaced* landmarks
-(so they travel with the face) and scaled by intensity / 5 times a per-identity gain; width and
+FACS describes skin changes beside the landmark motion: horizontal forehead wrinkles in the
+centre (AU1) and at the sides (AU2), vertical furrows between the brows (AU4), wrinkles across
+the nose root (AU9), the nasolabial fold deepening and the cheek and lower-lid bulge with
+crow's feet (AU6, AU12), a dimpled, wrinkled chin boss (AU17). `AUShading` draws each as dark
+creases with a light edge beside them, placed on the *displaced* landmarks (so they travel
+with the face) and scaled by intensity / 5 times a per-identity gain; width and
 depth vary per identity (`ShadingStyle.sample`). At intensity 0 nothing changes.
 
     shading = AUShading(ShadingStyle.sample(rng), seed=7)
@@ -26,6 +27,7 @@ from train.data import face_regions as regions
 from train.data.au_templates import MAX_INTENSITY, TEMPLATE_AUS, FaceFrame
 
 # depth of each cue at intensity 5, gain 1 (fraction of the image darkened at a crease centre)
+FOREHEAD_DEPTH = 0.32  # AU1 (centre) / AU2 (sides)
 FURROW_DEPTH = 0.30  # AU4
 NOSE_WRINKLE_DEPTH = 0.40  # AU9
 NASOLABIAL_DEPTH = 0.32  # AU12 (AU6 adds NASOLABIAL_FROM_AU6 of it, AU9 NASOLABIAL_FROM_AU9)
@@ -46,6 +48,7 @@ _AU = {au: k for k, au in enumerate(TEMPLATE_AUS)}
 class ShadingStyle:
     """How deep and wide one identity's cues are: per-cue gains and a crease width factor."""
 
+    forehead: float = 1.0
     furrow: float = 1.0
     nose: float = 1.0
     nasolabial: float = 1.0
@@ -57,13 +60,13 @@ class ShadingStyle:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> ShadingStyle:
-        g = rng.uniform(0.6, 1.4, 6)
+        g = rng.uniform(0.6, 1.4, 7)
         return cls(*(float(v) for v in g), float(rng.uniform(0.8, 1.35)),
                    float(rng.uniform(0.05, 0.09)))
 
 
 class AUShading:
-    """Shading for the appearance cues of AU4, AU6, AU9, AU12 and AU17 (module docstring)."""
+    """Shading for the appearance cues of AU1, AU2, AU4, AU6, AU9, AU12, AU17 (see module)."""
 
     def __init__(self, style: ShadingStyle, seed: int):
         self.style = style
@@ -76,9 +79,10 @@ class AUShading:
         """(shade float32[h, w], (x0, y0)) for the face's box, or None when no cue is active."""
         x = np.asarray(intensities, np.float64) / MAX_INTENSITY
         s = self.style
+        au1, au2 = x[_AU["AU01"]], x[_AU["AU02"]]
         au4, au6, au9 = x[_AU["AU04"]], x[_AU["AU06"]], x[_AU["AU09"]]
         au12, au17 = x[_AU["AU12"]], x[_AU["AU17"]]
-        if max(au4, au6, au9, au12, au17) <= 0:
+        if max(au1, au2, au4, au6, au9, au12, au17) <= 0:
             return None
         xy = np.asarray(xy, np.float64)[:, :2]
         frame = FaceFrame.from_landmarks(xy)
@@ -121,8 +125,18 @@ class AUShading:
             cv2.ellipse(layer, (int(c[0]), int(c[1])), axes, angle, 0, 360, float(value), -1,
                         cv2.LINE_AA, shift=4)
 
-        # AU4: two vertical furrows between the brows, from above the brows to the nose root
+        # AU1 / AU2: horizontal forehead lines, in the centre / at the sides, above the brows
         inner = (p[55] + p[285]) / 2.0
+        brow_top = p[list(regions.RIGHT_BROW_INNER + regions.LEFT_BROW_INNER)][:, 1].min()
+        hair = p[10, 1]
+        for k in range(3):
+            v = brow_top + (hair - brow_top) * (0.22 + 0.2 * k)
+            for lo, hi, depth in ((-0.28, 0.28, au1), (0.22, 0.62, au2), (-0.62, -0.22, au2)):
+                us = np.linspace(lo, hi, 6)
+                vs = v + 0.12 * (us / 0.6) ** 2
+                crease(lines, np.stack([inner[0] + us, vs], 1),
+                       FOREHEAD_DEPTH * s.forehead * depth * (1.0 - 0.15 * k), (0.0, 0.025))
+        # AU4: two vertical furrows between the brows, from above the brows to the nose root
         root = p[168]
         for side in (-1.0, 1.0):
             u = inner[0] + side * s.furrow_spread

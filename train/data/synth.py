@@ -13,9 +13,9 @@ train identities.
 Per frame, AU intensities follow episodes with co-occurrence (`train/data/episodes.py`); the
 base landmarks (found once by `rtau.faces.FaceDetector`) move by the per-AU templates
 (`au_templates.py`), a small head motion is added, the image is warped piecewise-affinely over
-the mesh (`warp.py`), the FACS appearance cues are shaded in (`au_shading.py`: brow furrows,
-nose wrinkles, nasolabial folds, lid and cheek bulge, chin boss), the mouth interior and teeth
-are painted, light and sensor noise applied.
+the mesh (`warp.py`), the FACS appearance cues are shaded in (`au_shading.py`: forehead
+lines, brow furrows, nose wrinkles, nasolabial folds, lid and cheek bulge, chin boss), the mouth
+interior and teeth are painted, light and sensor noise applied.
 
 Output (what `train/data/disfa.py` reads):
     OUT/Videos_LeftCamera/LeftVideoSYN001_comp.avi      MJPG (intra-frame, ~38 dB PSNR against
@@ -70,10 +70,11 @@ LABEL_DECIMALS = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 LIMITS = (
-    "mesh warps plus drawn shading: the FACS appearance cues (brow furrows, nose wrinkles, "
-    "nasolabial folds, lid and cheek bulge, chin boss) are painted creases and highlights, not "
-    "rendered skin; no lighting of the 3-D shape, no hair or occlusion; identities come from 5 "
-    "real people (3 train, 2 test), the rest are morphs and tone / age variants of them"
+    "mesh warps plus drawn shading: the FACS appearance cues (forehead lines, brow furrows, "
+    "nose wrinkles, nasolabial folds, lid and cheek bulge, chin boss) are painted creases and "
+    "highlights, not rendered skin; no lighting of the 3-D shape, no hair or occlusion; "
+    "identities come from 5 real people (3 train, 2 test), the rest are morphs and tone / age "
+    "variants of them"
 )
 SHADING_SEED = 52_361  # + subject index: the per-subject chin texture
 PROGRESS_EVERY = 10  # frames between progress messages from a worker

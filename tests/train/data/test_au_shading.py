@@ -21,6 +21,7 @@ from train.data.au_templates import TEMPLATE_AUS, FaceFrame
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 # AU -> landmarks whose neighbourhood (face units) carries the cue, and the offset from them
 REGIONS = {
+    "AU01": ((151,), (0.0, 0.0)),  # centre of the forehead
     "AU04": ((55, 285, 168), (0.0, -0.03)),  # between the brows
     "AU09": ((168, 6), (0.0, 0.04)),  # nose root
     "AU12": ((129, 61), (-0.08, 0.02)),  # subject's right nasolabial fold
