@@ -6,13 +6,14 @@ Run:
         for face in est.update(frame_bgr):          # BGR uint8[H, W, 3]
             print(face.id, face.box, dict(zip(face.au_names, face.aus)))
 
-One frame goes through: MediaPipe FaceLandmarker (`rtau.faces.FaceDetector`, landmarks in frame
-pixels) -> `FaceTracker` (stable ids) -> `align_face` (S x S uint8 BGR crop, S from the model)
--> ONE batched backend step for all faces of the frame, each with its own recurrent state.
-A new face id starts from the zero state; an id the tracker drops (lost for more than
-`max_lost` frames) has its state freed; a face that is only briefly lost keeps its state and is
-not stepped while missing. Optional calibration subtracts each face's resting baseline
-(`rtau.calibration`).
+One frame goes through: full-range face detection + MediaPipe FaceLandmarker per face
+(`rtau.faces.FaceDetector`, landmarks in frame pixels) -> `FaceTracker` (stable ids) ->
+`align_face` (S x S uint8 BGR crop, S from the model) -> ONE batched backend step for all faces
+of the frame, each with its own recurrent state. A new face id starts from the zero state; an
+id the tracker drops (lost for more than `max_lost` frames) has its state freed; a face that is
+only briefly lost (occluded, turned away, out of frame: by default up to 30 frames, a second
+at 30 fps) gets its id and its state back, and is not stepped while missing. Optional
+calibration subtracts each face's resting baseline (`rtau.calibration`).
 
 `update` = `detect` + `estimate`; the two halves are public so that `rtau process` can run the
 landmarks of frame t+1 in one thread while the step of frame t runs in another.
@@ -37,6 +38,8 @@ BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
 AUTO_ORDER = ("tensorrt", "torch", "onnxruntime")
 """Fastest first: the GPU backends are only tried where an NVIDIA GPU is visible."""
 GPU_ONLY_BACKENDS = ("tensorrt", "torch")
+MAX_LOST = 30
+"""Frames a face may be missed (occluded, turned away) and keep its id and state: 1 s at 30 fps."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,11 @@ class AUEstimator:
     """
 
     def __init__(self, model: str | os.PathLike | None = None,
-                 backend: str | Backend = "auto", max_faces: int = 1, max_lost: int = 10,
+                 backend: str | Backend = "auto", max_faces: int = 1, max_lost: int = MAX_LOST,
                  calibrate_seconds: float = 0.0, min_confidence: float = 0.5,
                  landmarker_model: str | os.PathLike | None = None) -> None:
-        from rtau.faces import FaceDetector, FaceTracker  # lazy: MediaPipe is heavy
+        from rtau.faces import FaceDetector  # lazy: MediaPipe is heavy
+        from rtau.tracking import FaceTracker
 
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
@@ -139,7 +143,7 @@ class AUEstimator:
         self.max_faces = max_faces
         try:
             self.detector = FaceDetector(landmarker_model, max_faces=max_faces, video=True,
-                                         min_confidence=min_confidence)
+                                         min_confidence=min_confidence, blendshapes=False)
         except BaseException:
             self._close_backend()
             raise

@@ -50,6 +50,7 @@ class BenchConfig:
     model: Path | None = None
     threads: int = 0
     json: Path | None = None
+    verbose: bool = False
 
 
 def command_line(cfg: BenchConfig) -> str:
@@ -59,9 +60,11 @@ def command_line(cfg: BenchConfig) -> str:
     if cfg.backend:
         parts.append(f"--backend {','.join(cfg.backend)}")
     for name in ("batch", "steps", "warmup", "max_seconds", "windows", "window_frames", "parity",
-                 "source", "loops", "max_faces", "model", "threads", "json"):
+                 "source", "loops", "max_faces", "model", "threads", "json", "verbose"):
         value = getattr(cfg, name)
-        if value != getattr(defaults, name):
+        if value is True:
+            parts.append(f"--{name.replace('_', '-')}")
+        elif value != getattr(defaults, name):
             parts.append(f"--{name.replace('_', '-')} {value}")
     return " ".join(parts)
 
@@ -177,7 +180,9 @@ def run_bench(cfg: BenchConfig) -> dict:
     from rtau.bench import BenchError, run_suite
     from rtau.contract import write_json_atomic
     from rtau.model_files import resolve_model
+    from rtau.native_logs import show_native_logs
 
+    show_native_logs(cfg.verbose)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     suite = suite_config(cfg)
     variants = variants_for(cfg)
@@ -248,10 +253,12 @@ def bench(
     )] = 0,
     json: Annotated[Path | None, typer.Option(
         "--json", help="Write every number, the machine and the command as JSON.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show MediaPipe / TFLite start-up log lines.")] = False,
 ) -> None:
     """Time the step per backend and batch size (and with --source the whole pipeline)."""
     run_bench(BenchConfig(backend=tuple(backend or ()), batch=batch, steps=steps,
                           warmup=warmup, max_seconds=max_seconds, windows=windows,
                           window_frames=window_frames, parity=parity, source=source,
                           loops=loops, max_faces=max_faces, model=model, threads=threads,
-                          json=json))
+                          json=json, verbose=verbose))

@@ -149,12 +149,10 @@ def _model_checks() -> list[Check]:
     else:
         checks.append(Check("models", "default model", f"not shipped in this install ({default})",
                             None))
-    try:
-        from rtau import faces
+    from rtau.model_files import describe_face_models
 
-        checks.append(Check("models", "face landmarker", faces.describe_landmarker_model()))
-    except (ImportError, AttributeError):
-        checks.append(Check("models", "face landmarker", "rtau.faces not available"))
+    for what, where in describe_face_models().items():
+        checks.append(Check("models", what, where))
     return checks
 
 

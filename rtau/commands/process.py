@@ -34,6 +34,7 @@ class ProcessConfig:
     max_frames: int = 0
     stats: bool = False
     progress: bool = True
+    verbose: bool = False
 
 
 def _outputs(cfg: ProcessConfig) -> list[tuple[Path | None, Path | None]]:
@@ -65,11 +66,13 @@ def run_process(cfg: ProcessConfig) -> list:
     from rtau.capture import VideoFileSource
     from rtau.estimator import choose_backend
     from rtau.model_files import resolve_model
+    from rtau.native_logs import show_native_logs
     from rtau.pipeline import PipelineConfig, process_video
     from rtau.render import stats_table
     from rtau.sinks import open_sinks
     from rtau.timing import StageStats
 
+    show_native_logs(cfg.verbose)
     err = Console(stderr=True, soft_wrap=True)
     outputs = _outputs(cfg)
     # Check every input before spending time on the first one.
@@ -166,9 +169,12 @@ def process(
         "--stats", help="Print per-stage p50/p99 latency.")] = False,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show MediaPipe / TFLite start-up log lines.")] = False,
 ) -> None:
     """Estimate AU intensities in every frame of video files; write CSV/JSONL tables."""
     cfg = ProcessConfig(videos=tuple(videos), out=out, csv=csv, jsonl=jsonl, model=model,
                         backend=backend, max_faces=max_faces, calibrate=calibrate,
-                        max_frames=max_frames, stats=stats, progress=progress)
+                        max_frames=max_frames, stats=stats, progress=progress,
+                        verbose=verbose)
     run_process(cfg)
