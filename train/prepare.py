@@ -2,6 +2,7 @@
 
     python -m train prepare --dataset disfa --root /data/DISFA --out stores/disfa
     python -m train prepare --dataset videos --root ~/clips --out stores/clips --workers 2
+    python -m train prepare --dataset disfa --root data/synth --out stores/synth_test --split test
 
 Per frame: MediaPipe FaceLandmarker (rtau.faces, the same wrapper the live app uses) -> the
 largest face -> 5-point alignment to an S x S crop (rtau.align). Frames without a face stay in
@@ -9,7 +10,9 @@ place as gaps (zero crop, face_found False, labels masked), so frame i keeps the
 i. Labels are read and checked for every video before any decoding starts. Videos run in
 parallel worker processes (each owns its landmarker); a video enters the store only when
 complete, so an interrupted prepare resumes where it stopped when run again with the same
-arguments. Ends with a summary table of the whole store.
+arguments. Ends with a summary table of the whole store. `--split train|test` keeps only the
+subjects of that split of synthetic data (read from ROOT/synth.json; `all`, the default, keeps
+every video of any dataset).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from rich.progress import (
 from rich.table import Table
 
 from train.data.source import DatasetError, SourceVideo
+from train.data.splits import ALL, check_split, select_subjects
 from train.data.store import ClipStore, VideoEntry
 from train.data.store_writer import StoreHeader, StoreWriter, VideoEntryWriter
 
@@ -64,6 +68,7 @@ class PrepareConfig:
     crop_size: S, side of the aligned crops in pixels.
     workers: processes working on different videos at once.
     max_faces: faces the landmarker looks for per frame; the largest one is kept.
+    split: train | test | all: the subjects of one split of synthetic data (see synth.json).
     """
 
     dataset: str
@@ -72,8 +77,10 @@ class PrepareConfig:
     crop_size: int = DEFAULT_CROP_SIZE
     workers: int = DEFAULT_WORKERS
     max_faces: int = 1
+    split: str = ALL
 
     def check(self) -> None:
+        check_split(self.split)
         if self.dataset not in {d.value for d in Dataset}:
             raise ValueError(f"unknown dataset {self.dataset!r} (disfa, bp4d or videos)")
         if self.crop_size < MIN_CROP_SIZE:
@@ -223,6 +230,11 @@ def prepare(config: PrepareConfig, console: Console | None = None) -> ClipStore:
     config.check()
     console = console or Console()
     sources = read_dataset(config.dataset, Path(config.root))
+    chosen = select_subjects(Path(config.root), sorted({s.subject for s in sources}), config.split)
+    if chosen is not None:
+        sources = [s for s in sources if s.subject in chosen]
+        if not sources:
+            raise DatasetError(f"{config.root}: no subject of split {config.split}")
     au_names = sources[0].au_names
     for source in sources:
         if source.au_names != au_names:  # the readers guarantee it; the store relies on it
@@ -302,6 +314,9 @@ def prepare_command(
     max_faces: Annotated[
         int, typer.Option("--max-faces", help="Faces looked for per frame; the largest is kept.")
     ] = 1,
+    split: Annotated[
+        str, typer.Option("--split", help="train | test | all: subjects of synthetic data.")
+    ] = ALL,
 ) -> None:
     """Detect, align and store every frame of a dataset as a clip store for training."""
     config = PrepareConfig(
@@ -311,5 +326,6 @@ def prepare_command(
         crop_size=crop_size,
         workers=workers,
         max_faces=max_faces,
+        split=split,
     )
     prepare(config, Console())
