@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rtau.contract import (
+    ALIGNMENT_FIVE_POINT,
     INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
@@ -259,6 +260,7 @@ def contract_from_manifest(manifest: dict, source: str = "engine") -> ModelContr
             crop_size=int(model["crop_size"]), state_size=int(model["state_size"]),
             au_names=tuple(model["au_names"]), model_version=str(model.get("model_version", "")),
             training_data=str(model.get("training_data", "")), precision=PRECISION_FP16_CNN,
+            alignment=str(model.get("alignment", ALIGNMENT_FIVE_POINT)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EngineBuildError(f"the manifest of {source} has no valid contract ({exc})") from None
