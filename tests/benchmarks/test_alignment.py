@@ -21,8 +21,13 @@ def test_crop_motion_measures_what_the_content_does():
     shifted = m.copy()
     shifted[0, 2] += 1.0  # the content moves one pixel right
     assert bench.crop_motion(m, shifted) == pytest.approx(1.0)
-    scaled = m * 1.1  # a 10% zoom moves the crop's border by up to ~5.6 px
-    assert 1.0 < bench.crop_motion(m, scaled) < 5.6
+    # a 10% zoom about the crop centre moves each grid point by a tenth of its distance from it
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    centre = (bench.CROP_SIZE - 1) / 2
+    zoom = np.array([[1.1, 0.0, -0.1 * centre], [0.0, 1.1, -0.1 * centre]])
+    expected = 0.1 * np.linalg.norm(bench._grid() - centre, axis=1).mean()
+    assert bench.crop_motion(identity, zoom) == pytest.approx(expected)
+    assert expected > 3.0
 
 
 def test_the_rigid_template_is_the_one_the_benchmark_derives(neutral):

@@ -102,7 +102,8 @@ def test_records_the_alignment_and_refuses_to_mix_alignments(store, tmp_path):
     assert load_checkpoint(out).extra["alignment"] == "rigid/1"
     legacy = make_toy_store(tmp_path / "legacy", videos=2, frames=12, alignment="five-point/1")
     with pytest.raises(StoreError, match="aligned differently"):
-        pretrain(config(store, tmp_path / "mixed.pt", store=(store, legacy.root)))
+        pretrain(dataclasses.replace(config(store, tmp_path / "mixed.pt"),
+                                     store=(store, legacy.root)))
     assert not (tmp_path / "mixed.pt").exists()
 
 
