@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtau.contract import PRECISION_FP16_CNN, ModelContract
+from rtau.contract import ALIGNMENT_FIVE_POINT, PRECISION_FP16_CNN, ModelContract
 from rtau.errors import RtauError
 
 ENGINE_FORMAT = "rtau.engine/1"
@@ -92,6 +92,7 @@ def contract_from_manifest(manifest: dict, source: str = "engine") -> ModelContr
             crop_size=int(model["crop_size"]), state_size=int(model["state_size"]),
             au_names=tuple(model["au_names"]), model_version=str(model.get("model_version", "")),
             training_data=str(model.get("training_data", "")), precision=PRECISION_FP16_CNN,
+            alignment=str(model.get("alignment", ALIGNMENT_FIVE_POINT)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EngineManifestError(

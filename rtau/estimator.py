@@ -8,10 +8,11 @@ Run:
 
 One frame goes through: full-range face detection + MediaPipe FaceLandmarker per face
 (`rtau.faces.FaceDetector`, landmarks in frame pixels) -> `FaceTracker` (stable ids) ->
-`align_face` (S x S uint8 BGR crop, S from the model) -> ONE batched backend step for all faces
-of the frame, each with its own recurrent state. A new face id starts from the zero state; an
-id the tracker drops (lost for more than `max_lost` frames) has its state freed; a face that is
-only briefly lost (occluded, turned away, out of frame: by default up to 30 frames, a second
+`align_face` (S x S uint8 BGR crop; S and the alignment from the model's contract, so every
+model sees crops made the way its training crops were) -> ONE batched backend step for all
+faces of the frame, each with its own recurrent state. A new face id starts from the zero state;
+an id the tracker drops (lost for more than `max_lost` frames) has its state freed; a face that
+is only briefly lost (occluded, turned away, out of frame: by default up to 30 frames, a second
 at 30 fps) gets its id and its state back, and is not stepped while missing. Optional
 calibration subtracts each face's resting baseline (`rtau.calibration`).
 
@@ -171,6 +172,11 @@ class AUEstimator:
         return self.backend.contract.crop_size
 
     @property
+    def alignment(self) -> str:
+        """How faces are cropped: the alignment the model declares (rtau.align.ALIGNMENTS)."""
+        return self.backend.contract.alignment
+
+    @property
     def active_ids(self) -> list[int]:
         """Face ids whose recurrent state is held (tracked now or briefly lost)."""
         return sorted(self._states)
@@ -202,9 +208,10 @@ class AUEstimator:
             self._ages.pop(face_id, None)
             self.calibrator.forget(face_id)
         size = self.crop_size
+        alignment = self.alignment
         crops = np.empty((len(tracked), size, size, 3), np.uint8)
         for i, tf in enumerate(tracked):
-            crops[i] = align_face(frame_bgr, tf.face.landmarks, size).crop
+            crops[i] = align_face(frame_bgr, tf.face.landmarks, size, alignment).crop
         t1 = time.perf_counter()
         ids = [tf.id for tf in tracked]
         zero = None

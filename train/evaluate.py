@@ -27,7 +27,7 @@ from rich.console import Console
 
 from rtau.contract import write_json_atomic
 from train.data.splits import split_video_ids
-from train.data.store import ClipStore, StoreError, sequential_clips
+from train.data.store import ClipStore, StoreError, check_alignment, sequential_clips
 from train.metrics import MetricsReport, au_metrics, markdown_table
 from train.model import AUModel, load_checkpoint
 
@@ -116,6 +116,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     folds, pooled = [], ([], [], [])
     for path in config.checkpoint:
         ckpt = load_checkpoint(path)
+        check_alignment(path, ckpt.extra, store)
         fold = ckpt.extra.get("fold", ALL_VIDEOS) if config.fold is None else config.fold
         num_folds = config.num_folds or int(ckpt.extra.get("num_folds", 3))
         _, test_ids = fold_videos(store, fold, num_folds)

@@ -8,7 +8,9 @@ float32[B, H], dynamic B. Normalisation and NHWC -> NCHW happen inside the graph
 plain Gemm/Sigmoid/Tanh. `--precision fp32` (the default, shipped for CPU users: see README) keeps
 everything FP32; `fp16-cnn` rewrites the CNN to FP16 with `rtau.precision` (the layout engines
 are built from). The ONNX metadata carries the contract, the model config and the CNN boundary;
-`model.json` beside it repeats them with the file's sha256 and the parity numbers.
+`model.json` beside it repeats them with the file's sha256 and the parity numbers. The alignment
+of the training crops (`rtau.alignment`, so the runtime crops faces the same way) comes from the
+checkpoint, which training copies from its clip store.
 
 Before anything is written, the ONNX is run by ONNX Runtime for `parity_steps` unrolled steps on
 real-looking face frames (`rtau.bench.face_crops`: a public-domain portrait under small motion
@@ -38,6 +40,8 @@ from torch import nn
 
 from rtau.bench import face_crops, unrolled_parity
 from rtau.contract import (
+    ALIGNMENT_FIVE_POINT,
+    ALIGNMENT_RIGID,
     INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
@@ -82,6 +86,7 @@ class ExportConfig:
     seed: int = 0
     scores: Path | None = None
     limits: str = ""
+    alignment: str = ALIGNMENT_RIGID  # of the training crops; the CLI takes the checkpoint's
 
 
 def read_scores(path: Path) -> dict:
@@ -145,6 +150,7 @@ def build_onnx(model: AUModel, cfg: ExportConfig):
         crop_size=model.cfg.crop_size, state_size=model.cfg.hidden_size,
         au_names=tuple(model.cfg.au_names), model_version=cfg.model_version,
         training_data=cfg.training_data or "unspecified", precision=PRECISION_FP32,
+        alignment=cfg.alignment,
     )
     meta = contract.to_metadata()
     meta[META_CNN_OUTPUT] = pools[0].output[0]
@@ -272,9 +278,12 @@ def export_command(
 ) -> None:
     """Export a checkpoint's step to a contract ONNX + manifest, after a parity check."""
     loaded = load_checkpoint(checkpoint)
+    # a checkpoint that records no alignment predates it: trained on five-point crops
+    alignment = str(loaded.extra.get("alignment", ALIGNMENT_FIVE_POINT))
     cfg = ExportConfig(precision=precision, model_version=model_version,
                        training_data=training_data,
-                       parity_steps=parity_steps, seed=seed, scores=scores, limits=limits)
+                       parity_steps=parity_steps, seed=seed, scores=scores, limits=limits,
+                       alignment=alignment)
     path, manifest = export_onnx(loaded.model, out, cfg)
     parity = manifest["parity_vs_torch_fp32"]
     typer.echo(

@@ -39,7 +39,13 @@ from rich.console import Console
 
 from train.augment import AugmentConfig, ClipAugment
 from train.data.splits import ALL, check_split, split_video_ids
-from train.data.store import ClipSampler, ClipStore, StoreError, sample_label_fraction
+from train.data.store import (
+    ClipSampler,
+    ClipStore,
+    StoreError,
+    check_alignment,
+    sample_label_fraction,
+)
 from train.evaluate import fold_videos
 from train.loop import (
     check_finite,
@@ -192,7 +198,9 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> t
             cfg = ModelConfig(crop_size=store.crop_size, width=config.width,
                               hidden_size=config.hidden_size, au_names=store.au_names)
         return AUModel(cfg), None
-    base = load_checkpoint(config.init).model.cfg
+    init = load_checkpoint(config.init)
+    check_alignment(config.init, init.extra, store)
+    base = init.model.cfg
     if base.crop_size != store.crop_size:
         raise ValueError(
             f"{config.init} was trained on {base.crop_size} px crops, the store {store.root} "
@@ -281,6 +289,7 @@ def finetune(
         "train_videos": list(train_ids),
         "labeled_frames": int(sum(int(m.sum()) for m in frames.values())),
         "init_report": report_json,
+        "alignment": store.alignment,
     }
 
     def save(step: int) -> None:

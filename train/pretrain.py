@@ -33,7 +33,7 @@ from rich.console import Console
 from train.augment import AugmentConfig, TwoViews
 from train.contrastive import METHODS, ClipContrast, ContrastConfig
 from train.data.splits import ALL, check_split, split_video_ids
-from train.data.store import ClipStore, StoreError, read_clip
+from train.data.store import ClipStore, StoreError, common_alignment, read_clip
 from train.loop import (
     Runtime,
     check_finite,
@@ -180,6 +180,7 @@ def pretrain(
 
 def _run(config: PretrainConfig, runtime: Runtime, console, on_step) -> Path:
     stores = [ClipStore(p) for p in config.store]
+    alignment = common_alignment(stores)
     sampler = PairSampler(stores, config.clip_len, config.max_offset, config.split)
     out = Path(config.out)
     resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
@@ -207,7 +208,7 @@ def _run(config: PretrainConfig, runtime: Runtime, console, on_step) -> Path:
         if runtime.main:
             save_training_state(
                 out, model, step, STAGE, config, optimizer, history,
-                objective=objective.objective_state(),
+                objective=objective.objective_state(), alignment=alignment,
             )
 
     if start >= config.steps:

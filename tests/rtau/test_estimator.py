@@ -215,3 +215,26 @@ def test_import_rtau_is_light():
             "('mediapipe', 'onnxruntime', 'torch') or m == 'rtau.estimator'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_crops_follow_the_alignment_the_model_declares(backend):
+    # The tiny test model is a new export (rigid/1); the shipped default declares nothing and
+    # was trained on five-point/1 crops. Each must get its own kind of crop, from the same frame.
+    from rtau.align import FIVE_POINT, RIGID, align_face
+    from rtau.model_files import DEFAULT_MODEL
+
+    with VideoFileSource(media_file("single_face.mp4")) as source:
+        frame = next(iter(source.frames()))
+    with OnnxRuntimeBackend(DEFAULT_MODEL, device="cpu") as default:
+        models = ((backend, RIGID), (default, FIVE_POINT))
+        crops = {}
+        for model, expected in models:
+            assert model.contract.alignment == expected
+            with AUEstimator(backend=model) as est:
+                assert est.alignment == expected
+                (face,) = est.update(frame.image, frame.timestamp_ms)
+                size = est.crop_size
+            reference = align_face(frame.image, face.landmarks, size, expected).crop
+            np.testing.assert_array_equal(face.crop, reference)
+            crops[expected] = face.crop.astype(np.float32)
+    assert np.abs(crops[RIGID] - crops[FIVE_POINT]).mean() > 1.0  # the two really differ

@@ -51,7 +51,9 @@ def test_contract_metadata_and_manifest(tiny_model, tmp_path):
     assert contract.crop_size == 112 and contract.state_size == tiny_model.cfg.hidden_size
     assert contract.au_names == tuple(tiny_model.cfg.au_names)
     assert contract.model_version == "9.9" and contract.training_data == "nothing"
+    assert contract.alignment == "rigid/1"  # new exports: crops aligned on the eye corners
     on_disk = json.loads(manifest_path(path).read_text())
+    assert on_disk["contract"] == "rtau.step/2" and on_disk["alignment"] == "rigid/1"
     assert on_disk == manifest
     assert on_disk["onnx_sha256"] == sha256_file(path)
     assert on_disk["io"]["image"] == {"dtype": "uint8", "shape": ["B", 112, 112, 3]}
@@ -132,6 +134,18 @@ def test_export_command_writes_a_model_the_runtime_runs(tmp_path):
     aus, state = backend.step(images, backend.init_state(3))
     assert aus.shape == (3, 12) and state.shape == (3, backend.contract.state_size)
     assert backend.contract.training_data == "fresh init"
+    assert backend.contract.alignment == "five-point/1"  # the checkpoint records none: legacy
+
+
+def test_export_command_takes_the_alignment_from_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "rigid.pt"
+    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()), alignment="rigid/1")
+    out = tmp_path / "rigid.onnx"
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out),
+                                      "--parity-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert read_onnx_contract(out).alignment == "rigid/1"
+    assert json.loads(manifest_path(out).read_text())["alignment"] == "rigid/1"
 
 
 def test_export_command_missing_checkpoint_is_one_line(tmp_path):
