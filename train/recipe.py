@@ -556,17 +556,19 @@ def training_record(resolved: ResolvedRecipe, state: RecipeState, evaluation: di
 
 
 def _run_export(resolved: ResolvedRecipe, state: RecipeState, console: Console) -> dict:
-    from train.export import export_onnx
+    from train.export import ALIGNMENT_FIVE_POINT, export_onnx
     from train.model import load_checkpoint
 
     evaluation = evaluation_record(resolved)
+    ckpt = load_checkpoint(resolved.finetune.out)
     cfg = dataclasses.replace(
         resolved.export, limits=measured_limits(resolved, evaluation),
         training_data=resolved.export.training_data or training_data_text(resolved, evaluation),
         training=training_record(resolved, state, evaluation),
+        # the runtime must crop faces as the training crops were made
+        alignment=str(ckpt.extra.get("alignment", ALIGNMENT_FIVE_POINT)),
     )
-    model = load_checkpoint(resolved.finetune.out).model
-    path, manifest = export_onnx(model, resolved.model_path, cfg)
+    path, manifest = export_onnx(ckpt.model, resolved.model_path, cfg)
     parity = manifest["parity_vs_torch_fp32"]
     console.print(f"wrote {path} and {manifest_path(path).name} (parity over "
                   f"{parity.get('steps', 0)} steps: max abs AU error "

@@ -120,14 +120,19 @@ def collect() -> list[Check]:
 
 def _engine_check() -> Check:
     """Engines in ./engines with the TensorRT each was built by (from their manifests)."""
-    from rtau.engine_build import ENGINE_SUFFIX, ENGINES_DIR, EngineBuildError, read_engine_manifest
+    from rtau.engine_manifest import (
+        ENGINE_SUFFIX,
+        ENGINES_DIR,
+        EngineManifestError,
+        read_engine_manifest,
+    )
 
     found = []
     for path in sorted(ENGINES_DIR.glob(f"*{ENGINE_SUFFIX}")):
         try:
             trt = read_engine_manifest(path)["tensorrt"]
             found.append(f"{path.name} ({trt['package']} {trt['version']})")
-        except (EngineBuildError, KeyError, TypeError):
+        except (EngineManifestError, KeyError, TypeError):
             found.append(f"{path.name} (no valid manifest)")
     return Check("models", "engines", "; ".join(found) or f"none in {ENGINES_DIR}/ "
                  "(rtau build-engine)")

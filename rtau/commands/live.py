@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from rtau.commands import options
 from rtau.errors import RtauError
 
 DEMO_CLIP = "single_face.mp4"
@@ -218,6 +219,9 @@ def run_live(cfg: LiveConfig) -> LiveSummary:
     )
     if summary.frames and not summary.frames_with_face:
         err.print(f"[yellow]warning:[/] no face found in {source.name}", highlight=False)
+    short = None if source.live else source.shortfall()
+    if short is not None:
+        err.print(f"[yellow]warning:[/] {short}", highlight=False)
     if cfg.stats:
         Console().print(stats_table(stats.summary()))
         if summary.streams:
@@ -230,27 +234,19 @@ def live(
         "--source", help="Video file, stream URL or camera index.")] = None,
     camera: Annotated[int, typer.Option(
         "--camera", min=0, help="Camera index (without --source).")] = 0,
-    demo: Annotated[bool, typer.Option(
-        "--demo", help=f"Run on a real face clip ({DEMO_CLIP}).")] = False,
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Contract ONNX/engine (default: the shipped model).")] = None,
-    backend: Annotated[str, typer.Option(
-        "--backend", help="auto | onnxruntime | tensorrt | torch.")] = "auto",
+    demo: Annotated[bool, typer.Option("--demo", help=f"Run on a real face clip ({DEMO_CLIP}).")
+                    ] = False,
+    model: options.ModelOption = None,
+    backend: options.BackendOption = "auto",
     headless: Annotated[bool, typer.Option(
         "--headless", help="A live table in the terminal instead of a window.")] = False,
-    csv: Annotated[Path | None, typer.Option(
-        "--csv", help="Write one row per face per frame (flushed every frame).")] = None,
-    jsonl: Annotated[Path | None, typer.Option(
-        "--jsonl", help="The same rows as JSON lines.")] = None,
+    csv: options.CsvOption = None,
+    jsonl: options.JsonlOption = None,
     max_frames: Annotated[int, typer.Option(
         "--max-frames", min=0, help="Stop after N frames (0 = no limit).")] = 0,
-    max_faces: Annotated[int, typer.Option(
-        "--max-faces", min=1, help="Faces tracked per frame.")] = 1,
-    calibrate: Annotated[float, typer.Option(
-        "--calibrate", min=0.0, help="Seconds of neutral face per id to subtract (0 = off).")
-    ] = 0.0,
-    stats: Annotated[bool, typer.Option(
-        "--stats", help="Print per-stage p50/p99 latency at the end.")] = False,
+    max_faces: options.MaxFacesOption = 1,
+    calibrate: options.CalibrateOption = 0.0,
+    stats: options.StatsOption = False,
     pace: Annotated[bool | None, typer.Option(
         "--pace/--no-pace", help="Play files at their frame rate (default: in the window).")
     ] = None,

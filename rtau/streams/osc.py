@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from rtau.errors import RtauError
-from rtau.sinks import EstimateLike
+from rtau.records import EstimateLike
 from rtau.streams.address import LOOPBACK_HOST, StreamAddress
 from rtau.streams.schema import NAMES_INTERVAL_S, OSC_AU, OSC_LOST, OSC_NAMES, StreamCounters
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rtau.sinks import BOX_DECIMALS, DECIMALS, EstimateLike
+from rtau.records import BOX_DECIMALS, DECIMALS, EstimateLike
 
 FRAME_SCHEMA = "rtau.frame/1"
 OSC_AU = "/rtau/au"

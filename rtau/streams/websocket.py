@@ -38,7 +38,7 @@ from websockets.http11 import Request, Response
 
 from rtau.aus import CATALOGUE
 from rtau.errors import RtauError
-from rtau.sinks import EstimateLike
+from rtau.records import EstimateLike
 from rtau.streams.address import LOOPBACK_HOST, StreamAddress, check_server_address
 from rtau.streams.schema import StreamCounters, frame_message
 

@@ -81,6 +81,12 @@ def test_evaluating_training_subjects_is_refused(store, fold_checkpoints, tmp_pa
         evaluate(EvaluateConfig(store.root, (fold_checkpoints[0],), tmp_path, fold=1))
 
 
+def test_a_store_of_another_alignment_is_refused(fold_checkpoints, tmp_path):
+    legacy = make_toy_store(tmp_path / "legacy", videos=3, frames=12, alignment="five-point/1")
+    with pytest.raises(StoreError, match="trained on rigid/1 crops"):
+        evaluate(EvaluateConfig(legacy.root, (fold_checkpoints[0],), tmp_path / "ev"))
+
+
 def test_cli(store, fold_checkpoints, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--store", str(store.root), "--checkpoint",
                                       str(fold_checkpoints[0]), "--out", str(tmp_path / "o")])
