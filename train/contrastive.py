@@ -22,7 +22,7 @@ normalise(frame_projector(cnn_features)) [B*T, D] of view_b (the keys).
 - "cpc" (predictive, CPC / DPC style, the natural fit for a GRU): the GRU state after frame t of
   view_a, through one linear predictor per horizon k = 1..K, must pick the key of frame t + k
   among all frames of the batch.
-- "dynamics" (default): both terms, weighted by frame_weight and predictive_weight.
+- "dynamics": both terms, weighted by frame_weight and predictive_weight.
 Shortcuts this guards against, and where: identical sensor noise in the two views of one frame
 (each view gets its own pixel noise and its own per-frame colour jitter: train/augment.py,
 `noise_std`, `per_frame_colour`), smooth pose and lighting tracks that would tell times apart
@@ -33,9 +33,10 @@ The clip-level objectives of the first design remain for comparison (`ClipContra
 - "simclr": two nearby clips of one video are a positive pair, in-batch negatives over the 2B
   embeddings of the GRU state at the clip end (gathered across ranks under torchrun);
 - "moco": a momentum copy of encoder + projector embeds the keys, a queue supplies negatives.
-They contrast *videos*, and identity solves them; `benchmarks/contrastive_methods.py` measures
-every method by the linear probe of its features on unseen identities (results in
-`benchmarks/results/contrastive_methods-*.md`).
+They contrast *videos*, and identity solves them; yet "simclr" stays the default, because the
+linear probe measured it best (by a small margin; README, "Which stage 1 objective").
+`benchmarks/contrastive_methods.py` measures every method by the linear probe of its features
+on unseen identities (results in `benchmarks/results/contrastive_methods-*.md`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class ContrastConfig:
     queue_size and momentum are used by moco only.
     """
 
-    method: str = "dynamics"
+    method: str = "simclr"
     temperature: float = 0.1
     projection_dim: int = 128
     projection_hidden: int = 256
@@ -227,7 +228,7 @@ def same_video_near(video: torch.Tensor, frame: torch.Tensor, margin: int) -> to
 class DynamicsContrast(nn.Module):
     """Frame-level time contrast + predictive contrast (see the module docstring)."""
 
-    def __init__(self, encoder: AUModel, config: ContrastConfig = ContrastConfig()):
+    def __init__(self, encoder: AUModel, config: ContrastConfig = ContrastConfig("dynamics")):
         super().__init__()
         config.check()
         if not config.dynamics:

@@ -76,8 +76,8 @@ def test_dynamics_loss_decreases_and_the_probe_runs_at_checkpoints(tmp_path):
             v["subject"] = "NEW" + v["subject"]
         (root / "index.json").write_text(json.dumps(index))
     losses: list[float] = []
-    cfg = config(stage1.root, tmp_path / "d.pt", steps=30, batch_size=8, clip_len=6,
-                 clips_per_video=4, checkpoint_every=15, probe_store=fit.root,
+    cfg = config(stage1.root, tmp_path / "d.pt", method="dynamics", steps=30, batch_size=8,
+                 clip_len=6, clips_per_video=4, checkpoint_every=15, probe_store=fit.root,
                  probe_test_store=unseen.root)
     pretrain(cfg, on_step=lambda s, v: losses.append(v))
     early, late = sum(losses[:3]) / 3, sum(losses[-5:]) / 5
