@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from train.export import ExportConfig, check_parity, export_onnx, parity_frames
+from rtau.bench import face_crops
+from train.export import ExportConfig, check_parity, export_onnx
 from train.model import AUModel, ModelConfig
 
 WARMUP = 20
@@ -31,7 +32,7 @@ def time_steps(path: Path, batch: int, steps: int) -> dict:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    frames = parity_frames(112, steps + WARMUP, seed=batch)
+    frames = face_crops(112, steps + WARMUP, seed=batch)
     state = np.zeros((batch, 256), np.float32)
     times = []
     for t in range(steps + WARMUP):

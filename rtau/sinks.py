@@ -1,6 +1,8 @@
 """Result writers: CSV and JSONL, one row per face per frame, flushed after every frame.
 
-Run: `with CsvSink("out.csv", au_names) as sink: sink.write(frame_index, timestamp_ms, faces)`.
+Run: `with CsvSink("out.csv", au_names) as sink: sink.write(frame_index, timestamp_ms, faces)`;
+`open_sinks(au_names, csv_path, jsonl_path, osc="127.0.0.1:9000", ws="127.0.0.1:8765")` opens
+the files and the live streams (`rtau.streams`: OSC, WebSocket) as one SinkGroup.
 
 Columns (CSV header / JSONL keys): `frame` (0-based index in the source), `timestamp_ms`,
 `face_id` (the tracker's id), `x0, y0, x1, y1` (face box in frame pixels), then one column per
@@ -22,20 +24,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
+from rtau.records import BOX_DECIMALS, DECIMALS, EstimateLike
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 KEY_COLUMNS = ("frame", "timestamp_ms", "face_id")
-DECIMALS = 4
-BOX_DECIMALS = 1
 
+class Sink(Protocol):
+    """What the pipeline writes to: files here, live streams in `rtau.streams`."""
 
-class EstimateLike(Protocol):
-    """What a sink reads from an estimate (rtau.estimator.FaceEstimate has these)."""
+    def write(self, frame_index: int, timestamp_ms: float,
+              faces: Sequence[EstimateLike]) -> None: ...
 
-    id: int
-    box: tuple[float, float, float, float]
-    aus: np.ndarray
+    def close(self) -> None: ...
 
 
 def csv_columns(au_names: Sequence[str]) -> list[str]:
@@ -114,7 +114,7 @@ class JsonlSink(_FileSink):
 class SinkGroup:
     """Several sinks written and closed together (closing never stops at the first error)."""
 
-    def __init__(self, sinks: Sequence[_FileSink] = ()) -> None:
+    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
         self.sinks = list(sinks)
 
     def write(self, frame_index: int, timestamp_ms: float,
@@ -122,12 +122,24 @@ class SinkGroup:
         for sink in self.sinks:
             sink.write(frame_index, timestamp_ms, faces)
 
+    def end_tracks(self, face_ids: Sequence[int]) -> None:
+        """Tell the streams that these face ids ended (the tracker dropped them)."""
+        if not face_ids:
+            return
+        for sink in self.sinks:
+            if hasattr(sink, "end_tracks"):
+                sink.end_tracks(face_ids)
+
+    def stream_counters(self) -> list:
+        """`rtau.streams.StreamCounters` of every stream sink (messages sent, dropped...)."""
+        return [sink.counters() for sink in self.sinks if hasattr(sink, "counters")]
+
     def close(self) -> None:
         errors = []
         for sink in self.sinks:
             try:
                 sink.close()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 errors.append(exc)
         if errors:
             raise errors[0]
@@ -140,15 +152,34 @@ class SinkGroup:
 
 
 def open_sinks(au_names: Sequence[str], csv_path: str | os.PathLike | None = None,
-               jsonl_path: str | os.PathLike | None = None) -> SinkGroup:
-    """Open the sinks asked for; on failure, close what was opened and re-raise."""
+               jsonl_path: str | os.PathLike | None = None, osc: str | None = None,
+               ws: str | None = None, ws_token: str | None = None,
+               ws_queue: int | None = None) -> SinkGroup:
+    """Open the sinks asked for; on failure, close what was opened and re-raise.
+
+    osc: "HOST:PORT" to send OSC datagrams to. ws: "HOST:PORT" to serve the WebSocket stream
+    and viewer on (port 0: any free port). ws_token: required for a non-loopback ws address.
+    ws_queue: messages kept per WebSocket client (None: the default).
+    """
     group = SinkGroup()
     try:
         if csv_path is not None:
             group.sinks.append(CsvSink(csv_path, au_names))
         if jsonl_path is not None:
             group.sinks.append(JsonlSink(jsonl_path, au_names))
-    except OSError:
+        if osc is not None:
+            from rtau.streams import OscSink, parse_address
+
+            target = parse_address(osc, "--osc")
+            group.sinks.append(OscSink(au_names, target.host, target.port))
+        if ws is not None:
+            from rtau.streams import WebSocketSink, parse_address
+            from rtau.streams.websocket import DEFAULT_CLIENT_QUEUE
+
+            where = parse_address(ws, "--ws", allow_any_port=True)
+            group.sinks.append(WebSocketSink(au_names, where.host, where.port, ws_token,
+                                             ws_queue or DEFAULT_CLIENT_QUEUE))
+    except BaseException:
         group.close()
         raise
     return group

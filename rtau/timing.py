@@ -48,18 +48,6 @@ class StageStats:
                 for k, v in items if len(v)}
 
 
-class Stopwatch:
-    """`with Stopwatch() as sw: ...; sw.ms` -> elapsed milliseconds (perf_counter)."""
-
-    def __enter__(self) -> Stopwatch:
-        self._t0 = time.perf_counter()
-        self.ms = 0.0
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.ms = (time.perf_counter() - self._t0) * 1000.0
-
-
 class RateMeter:
     """Frames per second over a sliding window of recent frame times."""
 

@@ -6,26 +6,16 @@ this file only registers them, wrapped so expected errors print one line and exi
 
 from __future__ import annotations
 
-import typer
-
-from rtau.errors import one_line_errors
+from rtau.errors import command_app
 from train import evaluate, experiment, export, finetune, prepare, pretrain
 from train.data import synth
 
-app = typer.Typer(
-    name="python -m train",
-    help="Train, evaluate and export rtau models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("synth")(one_line_errors(synth.synth_command))
-app.command("prepare")(one_line_errors(prepare.prepare_command))
-app.command("pretrain")(one_line_errors(pretrain.pretrain_command))
-app.command("finetune")(one_line_errors(finetune.finetune_command))
-app.command("evaluate")(one_line_errors(evaluate.evaluate_command))
-app.command("experiment")(one_line_errors(experiment.experiment_command))
-app.command("export")(one_line_errors(export.export_command))
+app = command_app("python -m train", "Train, evaluate and export rtau models.", {
+    "synth": synth.synth_command, "prepare": prepare.prepare_command,
+    "pretrain": pretrain.pretrain_command, "finetune": finetune.finetune_command,
+    "evaluate": evaluate.evaluate_command, "experiment": experiment.experiment_command,
+    "export": export.export_command,
+})
 
 if __name__ == "__main__":
     app()

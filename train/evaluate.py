@@ -29,7 +29,8 @@ import typer
 from rich.console import Console
 
 from rtau.contract import write_json_atomic
-from train.data.store import ClipStore, StoreError, sequential_clips
+from train.data.splits import split_video_ids
+from train.data.store import ClipStore, StoreError, check_alignment, sequential_clips
 from train.metrics import MetricsReport, au_metrics, markdown_table
 from train.model import AUModel, load_checkpoint
 
@@ -153,6 +154,7 @@ class EvaluateConfig:
     num_folds: int | None = None
     chunk_len: int = DEFAULT_CHUNK
     device: str = "cpu"
+    split: str = "all"  # train | test | all: videos of one split of synthetic data
 
 
 def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
@@ -161,12 +163,18 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
     if not config.checkpoint:
         raise ValueError("give at least one --checkpoint")
     store = ClipStore(config.store)
+    in_split = split_video_ids(store, config.split)
     folds, pooled = [], ([], [], [])
     for path in config.checkpoint:
         ckpt = load_checkpoint(path)
+        check_alignment(path, ckpt.extra, store)
         fold = ckpt.extra.get("fold", ALL_VIDEOS) if config.fold is None else config.fold
         num_folds = config.num_folds or int(ckpt.extra.get("num_folds", 3))
         _, test_ids = fold_videos(store, fold, num_folds)
+        if in_split is not None:
+            test_ids = [v for v in test_ids if v in in_split]
+            if not test_ids:
+                raise StoreError(f"{store.root}: no test video of fold {fold} in {config.split}")
         check_no_leak(path, ckpt.extra, video_identities(store, test_ids))
         pred, truth, mask = evaluate_videos(
             ckpt.model, store, test_ids, config.chunk_len, config.device
@@ -210,8 +218,11 @@ def evaluate_command(
     ] = None,
     chunk_len: Annotated[int, typer.Option(help="frames per forward pass")] = DEFAULT_CHUNK,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    split: Annotated[str, typer.Option(help="train | test | all (synthetic data)")] = "all",
 ) -> None:
     """Evaluate checkpoints on their held-out subjects: ICC(3,1), PCC, MAE per AU."""
-    config = EvaluateConfig(store, tuple(checkpoint), out, fold, num_folds, chunk_len, device)
+    config = EvaluateConfig(
+        store, tuple(checkpoint), out, fold, num_folds, chunk_len, device, split
+    )
     evaluate(config, Console(stderr=True))
     print((Path(out) / "evaluation.md").read_text(), flush=True)

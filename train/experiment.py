@@ -5,8 +5,9 @@
     python -m train experiment --preset gpu --out runs/gpu --device cuda --results-dir ...
 
 The paper's claim tested on data we can generate, end to end with the project's own code:
-1. synthetic subjects (`train.data.synth`) from disjoint base faces for train and test
-   (--train-faces / --test-faces name other folders);
+1. synthetic subjects (`train.data.synth`) from the identity pool: test subjects show only
+   the test people (and morphs of them), split by `prepare --split` (--train-faces /
+   --test-faces instead make each split from its own folder of base faces);
 2. clip stores (`train.prepare`) of both;
 3. stage 1 (`train.pretrain`, its default objective) on the training videos only
    (labels unused), with the linear probe (ridge on frozen features, fitted on the training
@@ -172,6 +173,20 @@ def build_data(config: ExperimentConfig, preset: Preset, console: Console) -> di
 
     out = Path(config.out)
     stores: dict[str, Path] = {}
+    if config.train_faces is None and config.test_faces is None:
+        # the identity pool: one synth run deals test subjects only identities of test people
+        synth_dir = out / "data" / "synth"
+        if not (synth_dir / "synth.json").is_file():
+            run_synth(SynthConfig(out=synth_dir, subjects=preset.train_subjects
+                                  + preset.test_subjects, frames=preset.frames,
+                                  seed=TRAIN_SYNTH_SEED, faces="default",
+                                  size=preset.frame_size, workers=config.workers,
+                                  test_subjects=preset.test_subjects), console)
+        for split in ("train", "test"):
+            stores[split] = out / "stores" / f"pool_{split}"
+            prepare(PrepareConfig("disfa", synth_dir, stores[split], preset.crop_size,
+                                  config.workers, split=split), console)
+        return stores
     for split, subjects, seed, faces in (
         ("train", preset.train_subjects, TRAIN_SYNTH_SEED, config.train_faces),
         ("test", preset.test_subjects, TEST_SYNTH_SEED, config.test_faces),
@@ -423,9 +438,9 @@ def run_experiment(config: ExperimentConfig, console: Console | None = None) -> 
         "summary": summary,
         "preset_settings": {**asdict(preset), "frame_size": list(preset.frame_size),
                             "fractions": list(preset.fractions), "seeds": list(preset.seeds)},
-        "faces": {"train": str(config.train_faces or "grace_hopper.jpg + single_face.mp4 "
-                                                       "frames 0, 12"),
-                  "test": str(config.test_faces or "face_noface.mov frames 0, 12")},
+        "faces": {"train": str(config.train_faces or "identity pool, train people"),
+                  "test": str(config.test_faces or "identity pool, test people (and morphs of "
+                                                   "them) only")},
         "test_aus": list(ClipStore(stores["test"]).au_names),
         "stage1_loss": {"first": pre_ckpt.extra["history"][0][1],
                         "last": pre_ckpt.extra["history"][-1][1]},

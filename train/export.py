@@ -8,11 +8,15 @@ float32[B, H], dynamic B. Normalisation and NHWC -> NCHW happen inside the graph
 plain Gemm/Sigmoid/Tanh. `--precision fp32` (the default, shipped for CPU users: see README) keeps
 everything FP32; `fp16-cnn` rewrites the CNN to FP16 with `rtau.precision` (the layout engines
 are built from). The ONNX metadata carries the contract, the model config and the CNN boundary;
-`model.json` beside it repeats them with the file's sha256 and the parity numbers.
+`model.json` beside it repeats them with the file's sha256 and the parity numbers. The alignment
+of the training crops (`rtau.alignment`, so the runtime crops faces the same way) comes from the
+checkpoint, which training copies from its clip store.
 
 Before anything is written, the ONNX is run by ONNX Runtime for `parity_steps` unrolled steps on
-real-looking face frames (a public-domain portrait under small motion and lighting change) and
-compared with the torch FP32 step; a model over tolerance is refused.
+real-looking face frames (`rtau.bench.face_crops`: a public-domain portrait under small motion
+and lighting change) and
+compared with the torch FP32 step: the AUs, the head's output before the 0..5 clamp and the
+recurrent state must each agree within tolerance, or the model is refused.
 
 `--scores EVALUATION.json` (written by `python -m train evaluate`) and `--limits TEXT` put the
 model's held-out scores and its known limits into the manifest, so a shipped model says what it
@@ -25,16 +29,19 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import typer
 from torch import nn
 
+from rtau.bench import face_crops, unrolled_parity
 from rtau.contract import (
+    ALIGNMENT_FIVE_POINT,
+    ALIGNMENT_RIGID,
     INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
@@ -53,8 +60,14 @@ from train.model import AUModel, count_flops_per_frame, load_checkpoint
 OPSET = 17
 META_MODEL_CONFIG = "rtau.model_config"
 PARITY_TOLERANCE = {PRECISION_FP32: 1e-3, PRECISION_FP16_CNN: 0.05}
-"""Max abs AU error (intensity units) over the unrolled parity run, per precision."""
+"""Max abs error over the unrolled parity run, per precision, of the AUs and of the unclamped
+head output (intensity units) and of the recurrent state. The clamped AUs alone prove little:
+on a neutral face about half of them are exactly 0 on both sides whatever the graph computes."""
+PARITY_GATED = {"max_abs_au_error": "AUs", "max_abs_head_error": "the unclamped head output",
+                "max_abs_state_error": "the recurrent state"}
 PARITY_BATCH = 2
+CLAMP_OP = "Clip"
+"""The op that clamps the head output to 0..5 in the exported graph."""
 POOL_OPS = ("ReduceMean", "GlobalAveragePool")
 
 
@@ -73,6 +86,7 @@ class ExportConfig:
     seed: int = 0
     scores: Path | None = None
     limits: str = ""
+    alignment: str = ALIGNMENT_RIGID  # of the training crops; the CLI takes the checkpoint's
 
 
 def read_scores(path: Path) -> dict:
@@ -99,39 +113,9 @@ class _StepModule(nn.Module):
         return self.model.step(image, state)
 
 
-def parity_frames(crop_size: int, steps: int, seed: int = 0) -> np.ndarray:
-    """Real-looking crops uint8[steps, S, S, 3]: a real portrait drifting in place and lighting.
-
-    Uses matplotlib's public-domain `grace_hopper.jpg` (matplotlib comes with MediaPipe).
-    """
-    import matplotlib
-
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    image = cv2.imread(str(path))
-    if image is None:
-        raise ExportError(f"cannot read the parity image {path}")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    base = image[(h - side) // 4 : (h - side) // 4 + side, (w - side) // 2 : (w - side) // 2 + side]
-    base = cv2.resize(base, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
-    rng = np.random.default_rng(seed)
-    frames = np.empty((steps, crop_size, crop_size, 3), np.uint8)
-    phase = rng.uniform(0, 2 * np.pi, size=4)
-    for t in range(steps):
-        dx, dy = 2.0 * np.sin(0.05 * t + phase[0]), 2.0 * np.sin(0.037 * t + phase[1])
-        angle = 3.0 * np.sin(0.021 * t + phase[2])
-        gain = 1.0 + 0.15 * np.sin(0.013 * t + phase[3])
-        m = cv2.getRotationMatrix2D((crop_size / 2, crop_size / 2), angle, 1.0)
-        m[:, 2] += (dx, dy)
-        warped = cv2.warpAffine(base, m, (crop_size, crop_size), borderMode=cv2.BORDER_REFLECT)
-        noisy = warped.astype(np.float32) * gain + rng.normal(0, 2.0, warped.shape)
-        frames[t] = np.clip(noisy, 0, 255).astype(np.uint8)
-    return frames
-
-
 def _trace_to_onnx(model: AUModel) -> bytes:
     cfg = model.cfg
-    image = torch.from_numpy(parity_frames(cfg.crop_size, 2)).contiguous()
+    image = torch.from_numpy(face_crops(cfg.crop_size, 2)).contiguous()
     state = torch.zeros(2, cfg.hidden_size)
     buffer = io.BytesIO()
     # torch.onnx.export leaves every submodule in the *wrapper's* mode afterwards: a wrapper in
@@ -166,6 +150,7 @@ def build_onnx(model: AUModel, cfg: ExportConfig):
         crop_size=model.cfg.crop_size, state_size=model.cfg.hidden_size,
         au_names=tuple(model.cfg.au_names), model_version=cfg.model_version,
         training_data=cfg.training_data or "unspecified", precision=PRECISION_FP32,
+        alignment=cfg.alignment,
     )
     meta = contract.to_metadata()
     meta[META_CNN_OUTPUT] = pools[0].output[0]
@@ -183,39 +168,64 @@ def build_onnx(model: AUModel, cfg: ExportConfig):
     return proto
 
 
+def _with_head_output(onnx_path: Path) -> bytes:
+    """The ONNX with the AU clamp's input (the unclamped head output) as a third output."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    clamps = [n for n in proto.graph.node if OUTPUT_AUS in n.output]
+    if len(clamps) != 1 or clamps[0].op_type != CLAMP_OP:
+        raise ExportError(f"expected `{OUTPUT_AUS}` to come from one {CLAMP_OP} node")
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(
+        clamps[0].input[0], onnx.TensorProto.FLOAT, None))
+    return proto.SerializeToString()
+
+
+def torch_step(model: AUModel) -> Callable:
+    """`model.step` in FP32 as an `rtau.bench.StepFn` over numpy arrays: (images, state) ->
+    (aus, state, unclamped head output)."""
+
+    def step(images: np.ndarray, state: np.ndarray):
+        with torch.no_grad():
+            aus, h = model.step(torch.from_numpy(images), torch.from_numpy(state))
+            return aus.numpy(), h.numpy(), model.raw_readout(h).numpy()
+
+    return step
+
+
 def check_parity(model: AUModel, onnx_path: Path, steps: int, seed: int = 0) -> dict:
-    """Unroll torch (FP32) and ONNX Runtime side by side; max/mean abs errors of AUs and state."""
+    """Unroll torch (FP32) and ONNX Runtime side by side (`rtau.bench.unrolled_parity`): max and
+    mean abs errors of the AUs, max abs errors of the unclamped head output and of the state."""
     import onnxruntime as ort
 
     was_training = model.training
     model.eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(_with_head_output(onnx_path), options,
+                                   providers=["CPUExecutionProvider"])
+    outputs = [OUTPUT_AUS, OUTPUT_STATE, session.get_outputs()[-1].name]
+
+    def onnx_step(images: np.ndarray, state: np.ndarray):
+        return session.run(outputs, {INPUT_IMAGE: images, INPUT_STATE: state})
+
     cfg = model.cfg
-    frames = np.stack(
-        [parity_frames(cfg.crop_size, steps, seed + i) for i in range(PARITY_BATCH)], axis=1
-    )
-    ort_state = np.zeros((PARITY_BATCH, cfg.hidden_size), np.float32)
-    torch_state = torch.zeros(PARITY_BATCH, cfg.hidden_size)
-    max_au = max_state = 0.0
-    sum_au = 0.0
-    with torch.no_grad():
-        for t in range(steps):
-            aus, ort_state = session.run(
-                [OUTPUT_AUS, OUTPUT_STATE], {INPUT_IMAGE: frames[t], INPUT_STATE: ort_state}
-            )
-            ref, torch_state = model.step(torch.from_numpy(frames[t]), torch_state)
-            err = np.abs(aus - ref.numpy())
-            max_au = max(max_au, float(err.max()))
-            sum_au += float(err.mean())
-            max_state = max(max_state, float(np.abs(ort_state - torch_state.numpy()).max()))
-    model.train(was_training)
-    return {
-        "steps": steps, "batch": PARITY_BATCH,
-        "max_abs_au_error": max_au, "mean_abs_au_error": sum_au / max(steps, 1),
-        "max_abs_state_error": max_state,
-    }
+    frames = np.stack([face_crops(cfg.crop_size, steps, seed + i) for i in range(PARITY_BATCH)],
+                      axis=1)
+    try:
+        return unrolled_parity(onnx_step, torch_step(model), frames, cfg.hidden_size)
+    finally:
+        model.train(was_training)
+
+
+def parity_gate(parity: dict, precision: str) -> None:
+    """ExportError naming every quantity of `parity` (check_parity's dict) over tolerance."""
+    tolerance = PARITY_TOLERANCE[precision]
+    over = [f"{what} by {parity[key]:.4g}" for key, what in PARITY_GATED.items()
+            if parity[key] > tolerance]
+    if over:
+        raise ExportError(f"ONNX Runtime and torch disagree over {parity['steps']} steps: "
+                          f"{', '.join(over)} (tolerance {tolerance}); the model was not written")
 
 
 def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig = ExportConfig())\
@@ -231,13 +241,8 @@ def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig =
     try:
         onnx.save(proto, str(tmp))
         parity = check_parity(model, tmp, cfg.parity_steps, cfg.seed) if cfg.parity_steps else {}
-        tolerance = PARITY_TOLERANCE[cfg.precision]
-        if parity and parity["max_abs_au_error"] > tolerance:
-            raise ExportError(
-                f"ONNX Runtime and torch disagree by {parity['max_abs_au_error']:.4g} AU units "
-                f"over "
-                f"{cfg.parity_steps} steps (tolerance {tolerance}); the model was not written"
-            )
+        if parity:
+            parity_gate(parity, cfg.precision)
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -273,14 +278,19 @@ def export_command(
 ) -> None:
     """Export a checkpoint's step to a contract ONNX + manifest, after a parity check."""
     loaded = load_checkpoint(checkpoint)
-    data = training_data or str(loaded.extra.get("training_data", ""))
-    cfg = ExportConfig(precision=precision, model_version=model_version, training_data=data,
-                       parity_steps=parity_steps, seed=seed, scores=scores, limits=limits)
+    # a checkpoint that records no alignment predates it: trained on five-point crops
+    alignment = str(loaded.extra.get("alignment", ALIGNMENT_FIVE_POINT))
+    cfg = ExportConfig(precision=precision, model_version=model_version,
+                       training_data=training_data,
+                       parity_steps=parity_steps, seed=seed, scores=scores, limits=limits,
+                       alignment=alignment)
     path, manifest = export_onnx(loaded.model, out, cfg)
     parity = manifest["parity_vs_torch_fp32"]
     typer.echo(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {manifest['contract']}, "
         f"{len(manifest['au_names'])} AUs, S={manifest['crop_size']}, H={manifest['state_size']}); "
-        f"parity over {parity.get('steps', 0)} steps: max abs AU error "
-        f"{parity.get('max_abs_au_error', float('nan')):.2e}"
+        f"parity over {parity.get('steps', 0)} steps: max abs error AUs "
+        f"{parity.get('max_abs_au_error', float('nan')):.2e}, unclamped head "
+        f"{parity.get('max_abs_head_error', float('nan')):.2e}, state "
+        f"{parity.get('max_abs_state_error', float('nan')):.2e}"
     )

@@ -37,7 +37,14 @@ import typer
 from rich.console import Console
 
 from train.augment import AugmentConfig, ClipAugment
-from train.data.store import ClipSampler, ClipStore, sample_label_fraction
+from train.data.splits import ALL, check_split, split_video_ids
+from train.data.store import (
+    ClipSampler,
+    ClipStore,
+    StoreError,
+    check_alignment,
+    sample_label_fraction,
+)
 from train.evaluate import fold_videos, video_identities
 from train.loop import (
     Schedule,
@@ -88,8 +95,10 @@ class FinetuneConfig:
     device: str = "auto"
     quiet: bool = False
     augment: bool = True
+    split: str = ALL  # train | test | all: videos of one split of synthetic data
 
     def check(self) -> None:
+        check_split(self.split)
         if self.mode not in MODES:
             raise ValueError(f"--mode must be one of {MODES}, got {self.mode!r}")
         if self.loss not in LOSSES:
@@ -199,7 +208,9 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> t
                               hidden_size=config.hidden_size, au_names=store.au_names,
                               norm=config.norm)
         return AUModel(cfg), None
-    base = load_checkpoint(config.init).model.cfg
+    init = load_checkpoint(config.init)
+    check_alignment(config.init, init.extra, store)
+    base = init.model.cfg
     if base.crop_size != store.crop_size:
         raise ValueError(
             f"{config.init} was trained on {base.crop_size} px crops, the store {store.root} "
@@ -269,6 +280,11 @@ def finetune(
     runtime = start_runtime(config.device)
     store = ClipStore(config.store)
     train_ids, _ = fold_videos(store, config.fold, config.num_folds)
+    in_split = split_video_ids(store, config.split)
+    if in_split is not None:
+        train_ids = [v for v in train_ids if v in in_split]
+        if not train_ids:
+            raise StoreError(f"{store.root}: no training video in split {config.split}")
     frames = sample_label_fraction(store, config.label_fraction, config.label_seed, train_ids)
     out = Path(config.out)
     resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
@@ -303,6 +319,7 @@ def finetune(
         "init_identities": init_identities(config.init),
         "labeled_frames": int(sum(int(m.sum()) for m in frames.values())),
         "init_report": report_json,
+        "alignment": store.alignment,
     }
 
     def save(step: int) -> None:
@@ -363,6 +380,7 @@ def finetune_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     augment: Annotated[bool, typer.Option(help="per-sequence augmentation")] = True,
+    split: Annotated[str, typer.Option(help="train | test | all (synthetic data)")] = ALL,
 ) -> None:
     """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
     config = FinetuneConfig(
@@ -372,5 +390,6 @@ def finetune_command(
         weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
         tiny=tiny, width=width, hidden_size=hidden_size, norm=norm, seed=seed,
         checkpoint_every=checkpoint_every, device=device, quiet=quiet, augment=augment,
+        split=split,
     )
     print(finetune(config, Console(stderr=True)), flush=True)

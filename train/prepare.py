@@ -2,14 +2,19 @@
 
     python -m train prepare --dataset disfa --root /data/DISFA --out stores/disfa
     python -m train prepare --dataset videos --root ~/clips --out stores/clips --workers 2
+    python -m train prepare --dataset disfa --root data/synth --out stores/synth_test --split test
 
 Per frame: MediaPipe FaceLandmarker (rtau.faces, the same wrapper the live app uses) -> the
-largest face -> 5-point alignment to an S x S crop (rtau.align). Frames without a face stay in
+largest face -> alignment to an S x S crop (rtau.align; `--alignment rigid/1`, on the eye
+corners, by default; the store's index records it and training keeps stores apart by it). Frames
+without a face stay in
 place as gaps (zero crop, face_found False, labels masked), so frame i keeps the labels of frame
 i. Labels are read and checked for every video before any decoding starts. Videos run in
 parallel worker processes (each owns its landmarker); a video enters the store only when
 complete, so an interrupted prepare resumes where it stopped when run again with the same
-arguments. Ends with a summary table of the whole store.
+arguments. Ends with a summary table of the whole store. `--split train|test` keeps only the
+subjects of that split of synthetic data (read from ROOT/synth.json; `all`, the default, keeps
+every video of any dataset).
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rtau.contract import ALIGNMENT_RIGID, KNOWN_ALIGNMENTS
 from train.data.source import DatasetError, SourceVideo
+from train.data.splits import ALL, check_split, select_subjects
 from train.data.store import ClipStore, VideoEntry
 from train.data.store_writer import StoreHeader, StoreWriter, VideoEntryWriter
 
 DEFAULT_CROP_SIZE = 112  # rtau.align.CROP_SIZE; not imported so that `--help` stays fast
+DEFAULT_ALIGNMENT = ALIGNMENT_RIGID  # rtau.align.DEFAULT_ALIGNMENT
 MIN_CROP_SIZE = 32
 DEFAULT_WORKERS = max(1, os.cpu_count() or 1)
 PROGRESS_EVERY = 16  # frames between progress messages from a worker
@@ -64,6 +72,8 @@ class PrepareConfig:
     crop_size: S, side of the aligned crops in pixels.
     workers: processes working on different videos at once.
     max_faces: faces the landmarker looks for per frame; the largest one is kept.
+    split: train | test | all: the subjects of one split of synthetic data (see synth.json).
+    alignment: how crops are made (rtau.align.ALIGNMENTS), recorded in the store's index.
     """
 
     dataset: str
@@ -72,8 +82,11 @@ class PrepareConfig:
     crop_size: int = DEFAULT_CROP_SIZE
     workers: int = DEFAULT_WORKERS
     max_faces: int = 1
+    split: str = ALL
+    alignment: str = DEFAULT_ALIGNMENT
 
     def check(self) -> None:
+        check_split(self.split)
         if self.dataset not in {d.value for d in Dataset}:
             raise ValueError(f"unknown dataset {self.dataset!r} (disfa, bp4d or videos)")
         if self.crop_size < MIN_CROP_SIZE:
@@ -82,6 +95,9 @@ class PrepareConfig:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.max_faces < 1:
             raise ValueError(f"--max-faces must be at least 1, got {self.max_faces}")
+        if self.alignment not in KNOWN_ALIGNMENTS:
+            raise ValueError(f"unknown --alignment {self.alignment!r} "
+                             f"({' or '.join(KNOWN_ALIGNMENTS)})")
 
 
 def read_dataset(dataset: str, root: Path) -> list[SourceVideo]:
@@ -113,7 +129,8 @@ def _largest(faces):
 
 
 def prepare_video(
-    source: SourceVideo, store_root: Path, crop_size: int, max_faces: int, report=None
+    source: SourceVideo, store_root: Path, crop_size: int, max_faces: int, report=None,
+    alignment: str = DEFAULT_ALIGNMENT,
 ) -> VideoEntry:
     """Detect, align and store one video; returns its entry (its folder is then in videos/).
 
@@ -131,7 +148,7 @@ def prepare_video(
             faces = detector.detect(frame, timestamp)
             if faces:
                 face = _largest(faces)
-                aligned = align_face(frame, face.landmarks, crop_size)
+                aligned = align_face(frame, face.landmarks, crop_size, alignment)
                 writer.append(aligned.crop, face.landmarks)
             else:
                 writer.append(None, None)
@@ -160,8 +177,9 @@ def _report_to_queue(video_id: str, frames: int) -> None:
     _WORKER_QUEUE.put((video_id, frames))
 
 
-def _worker(source: SourceVideo, store_root: Path, crop_size: int, max_faces: int) -> VideoEntry:
-    return prepare_video(source, store_root, crop_size, max_faces, _report_to_queue)
+def _worker(source: SourceVideo, store_root: Path, crop_size: int, max_faces: int,
+            alignment: str) -> VideoEntry:
+    return prepare_video(source, store_root, crop_size, max_faces, _report_to_queue, alignment)
 
 
 def _progress(console: Console, disable: bool = False) -> Progress:
@@ -197,7 +215,8 @@ def _run_parallel(pending, config: PrepareConfig, writer: StoreWriter, progress,
         initargs=(progress_queue,),
     ) as pool:
         futures = {
-            pool.submit(_worker, s, config.out, config.crop_size, config.max_faces): s
+            pool.submit(_worker, s, config.out, config.crop_size, config.max_faces,
+                        config.alignment): s
             for s in pending
         }
         try:
@@ -223,11 +242,17 @@ def prepare(config: PrepareConfig, console: Console | None = None) -> ClipStore:
     config.check()
     console = console or Console()
     sources = read_dataset(config.dataset, Path(config.root))
+    chosen = select_subjects(Path(config.root), sorted({s.subject for s in sources}), config.split)
+    if chosen is not None:
+        sources = [s for s in sources if s.subject in chosen]
+        if not sources:
+            raise DatasetError(f"{config.root}: no subject of split {config.split}")
     au_names = sources[0].au_names
     for source in sources:
         if source.au_names != au_names:  # the readers guarantee it; the store relies on it
             raise DatasetError(f"{source.path}: AUs {source.au_names} differ from {au_names}")
-    header = StoreHeader(config.dataset, config.crop_size, au_names, str(Path(config.root)))
+    header = StoreHeader(config.dataset, config.crop_size, au_names, str(Path(config.root)),
+                         config.alignment)
     with StoreWriter(config.out, header) as writer:
         done = writer.done_ids()
         pending = [s for s in sources if s.id not in done]
@@ -248,6 +273,7 @@ def prepare(config: PrepareConfig, console: Console | None = None) -> ClipStore:
                         config.crop_size,
                         config.max_faces,
                         lambda _, frames: progress.advance(task, frames),
+                        config.alignment,
                     )
                     writer.add(entry)
             else:
@@ -269,7 +295,7 @@ def summary_table(store: ClipStore) -> Table:
     frames = sum(v.num_frames for v in store.videos)
     found = sum(v.faces_found for v in store.videos)
     table = Table(
-        title=f"{store.dataset} clip store, {store.crop_size} px crops",
+        title=f"{store.dataset} clip store, {store.crop_size} px crops, {store.alignment}",
         caption=str(store.root),
     )
     table.add_column("")
@@ -302,6 +328,13 @@ def prepare_command(
     max_faces: Annotated[
         int, typer.Option("--max-faces", help="Faces looked for per frame; the largest is kept.")
     ] = 1,
+    split: Annotated[
+        str, typer.Option("--split", help="train | test | all: subjects of synthetic data.")
+    ] = ALL,
+    alignment: Annotated[
+        str, typer.Option("--alignment", help="How crops are made: rigid/1 (eye corners) or "
+                          "five-point/1 (legacy: irises, nose tip, mouth corners).")
+    ] = DEFAULT_ALIGNMENT,
 ) -> None:
     """Detect, align and store every frame of a dataset as a clip store for training."""
     config = PrepareConfig(
@@ -311,5 +344,7 @@ def prepare_command(
         crop_size=crop_size,
         workers=workers,
         max_faces=max_faces,
+        split=split,
+        alignment=alignment,
     )
     prepare(config, Console())

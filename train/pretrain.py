@@ -47,7 +47,8 @@ from rich.console import Console
 
 from train.augment import AugmentConfig, TwoViews
 from train.contrastive import METHODS, ContrastConfig, build_objective
-from train.data.store import ClipStore, StoreError, read_clip
+from train.data.splits import ALL, check_split, split_video_ids
+from train.data.store import ClipStore, StoreError, common_alignment, read_clip
 from train.evaluate import fold_videos, video_identities
 from train.loop import (
     Runtime,
@@ -117,8 +118,10 @@ class PretrainConfig:
     probe_test_store: Path | None = None
     device: str = "auto"
     quiet: bool = False
+    split: str = ALL  # train | test | all: of synthetic stores; other stores are used whole
 
     def check(self) -> None:
+        check_split(self.split)
         if not self.store:
             raise ValueError("give at least one --store")
         for name in ("steps", "batch_size", "clip_len", "checkpoint_every", "clips_per_video"):
@@ -151,16 +154,26 @@ class PretrainConfig:
                            norm=self.norm)
 
 
-def _usable_videos(stores: Sequence[ClipStore], span: int) -> list[tuple[ClipStore, str, int]]:
-    """(store, video id, frames) of every video with `span` frames and mostly faces."""
+def _split_ids(store: ClipStore, split: str) -> list[str]:
+    """The store's video ids in `split` (synthetic stores; other stores: every video)."""
+    chosen = split_video_ids(store, split, strict=False)
+    return [v for v in store.video_ids if chosen is None or v in chosen]
+
+
+def _usable_videos(
+    stores: Sequence[ClipStore], span: int, split: str = ALL
+) -> list[tuple[ClipStore, str, int]]:
+    """(store, video id, frames) of every video of `split` with `span` frames, mostly faces."""
     sizes = {s.crop_size for s in stores}
     if len(sizes) != 1:
         raise StoreError(f"the stores have different crop sizes {sorted(sizes)}")
+    chosen = {id(s): set(_split_ids(s, split)) for s in stores}
     items = [
         (store, v.id, v.num_frames)
         for store in stores
         for v in store.videos
-        if v.num_frames >= span and v.faces_found >= MIN_FACE_SHARE * v.num_frames
+        if v.id in chosen[id(store)]
+        and v.num_frames >= span and v.faces_found >= MIN_FACE_SHARE * v.num_frames
     ]
     if not items:
         raise StoreError(
@@ -184,9 +197,11 @@ def _read_with_faces(store: ClipStore, video_id: str, n: int, span: int,
 class PairSampler:
     """Clip methods: positive pairs of nearby clips from one or more stores (one crop size)."""
 
-    def __init__(self, stores: Sequence[ClipStore], clip_len: int, max_offset: int):
+    def __init__(
+        self, stores: Sequence[ClipStore], clip_len: int, max_offset: int, split: str = ALL
+    ):
         self.clip_len, self.span = clip_len, clip_len + max_offset
-        self.items = _usable_videos(stores, self.span)
+        self.items = _usable_videos(stores, self.span, split)
         self.crop_size = self.items[0][0].crop_size
         starts = np.array([n - self.span + 1 for _, _, n in self.items], float)
         self.weights = starts / starts.sum()
@@ -209,9 +224,10 @@ class PairSampler:
 class VideoClipSampler:
     """Dynamics methods: batches of clips, `clips_per_video` of each video drawn."""
 
-    def __init__(self, stores: Sequence[ClipStore], clip_len: int, clips_per_video: int):
+    def __init__(self, stores: Sequence[ClipStore], clip_len: int, clips_per_video: int,
+                 split: str = ALL):
         self.clip_len, self.clips_per_video = clip_len, clips_per_video
-        self.items = _usable_videos(stores, clip_len)
+        self.items = _usable_videos(stores, clip_len, split)
         self.crop_size = self.items[0][0].crop_size
         frames = np.array([n for _, _, n in self.items], float)
         self.weights = frames / frames.sum()
@@ -236,9 +252,9 @@ class VideoClipSampler:
         return np.stack(clips), np.array(video, np.int64), np.stack(frame).astype(np.int64)
 
 
-def stage1_identities(stores: Sequence[ClipStore]) -> list[str]:
-    """Every identity (person) of the stores stage 1 trains on."""
-    return sorted({p for s in stores for p in video_identities(s, s.video_ids).values()})
+def stage1_identities(stores: Sequence[ClipStore], split: str = ALL) -> list[str]:
+    """Every identity (person) of the videos stage 1 trains on."""
+    return sorted({p for s in stores for p in video_identities(s, _split_ids(s, split)).values()})
 
 
 class Prober:
@@ -287,12 +303,13 @@ def pretrain(
 
 def _run(config: PretrainConfig, runtime: Runtime, console: Console, on_step) -> Path:
     stores = [ClipStore(p) for p in config.store]
+    alignment = common_alignment(stores)
     contrast = config.contrast()
     if contrast.dynamics:
-        sampler = VideoClipSampler(stores, config.clip_len, config.clips_per_video)
+        sampler = VideoClipSampler(stores, config.clip_len, config.clips_per_video, config.split)
     else:
-        sampler = PairSampler(stores, config.clip_len, config.max_offset)
-    identities = stage1_identities(stores)
+        sampler = PairSampler(stores, config.clip_len, config.max_offset, config.split)
+    identities = stage1_identities(stores, config.split)
     prober = Prober(config, identities)
     out = Path(config.out)
     resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
@@ -331,6 +348,7 @@ def _run(config: PretrainConfig, runtime: Runtime, console: Console, on_step) ->
         save_training_state(
             out, model, step, STAGE, config, optimizer, history,
             objective=objective.objective_state(), probe=probes, train_identities=identities,
+            alignment=alignment,
         )
 
     def step_loss(step: int) -> torch.Tensor:
@@ -397,6 +415,9 @@ def pretrain_command(
                                                                "probe is scored on")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    split: Annotated[
+        str, typer.Option(help="train | test | all: of synthetic stores (others whole)")
+    ] = ALL,
 ) -> None:
     """Stage 1: self-supervised pretraining of the CNN + GRU on unlabeled face clips."""
     config = PretrainConfig(
@@ -408,7 +429,7 @@ def pretrain_command(
         per_frame_colour=per_frame_colour, queue_size=queue_size, momentum=momentum, tiny=tiny,
         width=width, hidden_size=hidden_size, norm=norm, seed=seed,
         checkpoint_every=checkpoint_every, probe_store=probe_store,
-        probe_test_store=probe_test_store, device=device, quiet=quiet,
+        probe_test_store=probe_test_store, device=device, quiet=quiet, split=split,
     )
     path = pretrain(config, Console(stderr=True))
     print(path, flush=True)

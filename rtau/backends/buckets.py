@@ -1,14 +1,12 @@
-"""Batch buckets: which fixed batch size runs a batch of n faces, and how a batch is padded.
+"""Batch buckets: which fixed batch size runs a batch of n faces, and in which pieces.
 
 GPU backends capture one graph per fixed batch size ("bucket"). A batch of n rows runs in the
 smallest bucket that holds it, padded with rows whose outputs are dropped; a batch larger than
-the largest bucket runs in pieces. Pure numpy, used by the torch and TensorRT backends and
+the largest bucket runs in pieces. Pure Python, used by the torch and TensorRT backends and
 tested without a GPU.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 
 def choose_bucket(n: int, buckets: tuple[int, ...]) -> int:
@@ -29,13 +27,3 @@ def chunks(n: int, buckets: tuple[int, ...]) -> list[tuple[int, int, int]]:
         start = stop
     return pieces
 
-
-def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
-    """`array` with zero rows appended up to `rows` (the same array when it already has them)."""
-    if array.shape[0] == rows:
-        return array
-    if array.shape[0] > rows:
-        raise ValueError(f"cannot pad {array.shape[0]} rows down to {rows}")
-    out = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
-    out[: array.shape[0]] = array
-    return out

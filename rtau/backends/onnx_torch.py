@@ -26,17 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rtau import contract
 from rtau.backends.base import BackendError
-from rtau.contract import (
-    INPUT_IMAGE,
-    INPUT_STATE,
-    OUTPUT_AUS,
-    OUTPUT_STATE,
-    PRECISION_FP16_CNN,
-    PRECISION_FP32,
-)
 
-PRECISIONS = (PRECISION_FP32, PRECISION_FP16_CNN)
+PRECISIONS = (contract.PRECISION_FP32, contract.PRECISION_FP16_CNN)
 ONNX_TO_TORCH_DTYPE = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 6: "int32",
                        7: "int64", 9: "bool", 11: "float64", 16: "bfloat16"}
 """onnx.TensorProto data type codes -> torch dtype names."""
@@ -69,7 +62,7 @@ class OnnxTorchGraph:
 
     @classmethod
     def load(cls, model_path: str | os.PathLike, device="cpu",
-             precision: str = PRECISION_FP32) -> OnnxTorchGraph:
+             precision: str = contract.PRECISION_FP32) -> OnnxTorchGraph:
         """Read the ONNX (converted to `precision`), move weights to `device`, compile nodes."""
         import onnx
         import torch
@@ -81,13 +74,12 @@ class OnnxTorchGraph:
             model = onnx.load(str(Path(model_path)))
         except Exception as exc:  # protobuf raises its own DecodeError
             raise BackendError(f"{model_path} is not a readable ONNX model ({exc})") from None
-        if precision == PRECISION_FP16_CNN:
-            from rtau.contract import ContractError
+        if precision == contract.PRECISION_FP16_CNN:
             from rtau.precision import convert_cnn_to_fp16
 
             try:
                 model = convert_cnn_to_fp16(model)
-            except ContractError as exc:
+            except contract.ContractError as exc:
                 raise BackendError(str(exc)) from None
         arrays = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
         for node in model.graph.node:
@@ -111,15 +103,15 @@ class OnnxTorchGraph:
     def __call__(self, image, state):
         """image uint8[B, S, S, 3], state float32[B, H] -> (aus float32[B, K], state_out)."""
         values = dict(self.constants)
-        values[INPUT_IMAGE] = image
-        values[INPUT_STATE] = state
+        values[contract.INPUT_IMAGE] = image
+        values[contract.INPUT_STATE] = state
         for node in self.nodes:
             result = node.fn(*(values[name] for name in node.inputs if name))
             if len(node.outputs) == 1:
                 values[node.outputs[0]] = result
             else:
                 values.update(zip(node.outputs, result, strict=True))
-        return values[OUTPUT_AUS], values[OUTPUT_STATE]
+        return values[contract.OUTPUT_AUS], values[contract.OUTPUT_STATE]
 
 
 def _static(value, what: str) -> np.ndarray:

@@ -15,7 +15,7 @@ Running uses only numpy, the TensorRT runtime and cuda-python (`cuda.bindings.ru
 style of NVIDIA's samples: one stream; per batch bucket (one optimisation profile each) an
 execution context, device buffers, pinned host buffers and two state buffers used in
 alternation, so a step's `state` input and `state_out` output are never the same buffer; tensor
-addresses set with `set_tensor_address` and one CUDA graph captured per bucket and parity
+addresses set with `set_tensor_address` and one CUDA graph captured per bucket and state slot
 (copy in, `execute_async_v3`, copy out). A batch is padded up to its bucket; batches larger than
 the largest bucket run in pieces. TensorRT-RTX compiles kernels on first use; they are kept in
 the runtime cache file beside the engine and loaded on the next start.
@@ -35,17 +35,17 @@ import numpy as np
 from rtau.backends.base import Backend, BackendError
 from rtau.backends.buckets import chunks
 from rtau.contract import INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE, sha256_file
-from rtau.engine_build import (
+from rtau.engine_manifest import (
     FLAVOUR_EXTRAS,
     FLAVOUR_MODULES,
     FLAVOUR_PACKAGES,
-    EngineBuildError,
+    EngineManifestError,
+    Flavour,
     contract_from_manifest,
     default_engine_path,
     read_engine_manifest,
     runtime_cache_path,
 )
-from rtau.engine_build import Flavour as _Flavour
 
 REBUILD = "rebuild with `rtau build-engine`"
 RTX_RUNS_ON = "RTX-class GPUs (compute capability 7.5, 8.0, 8.6, 8.9, 12.x)"
@@ -58,7 +58,8 @@ INVALIDITY_REASONS = {
 }
 """Bits of TensorRT-RTX's EngineInvalidityDiagnostics."""
 CUDA_STREAM_NON_BLOCKING = 1
-GRAPH_PARITIES = (0, 1)
+STATE_SLOTS = (0, 1)
+"""Slot s reads state buffer s and writes buffer 1 - s; each slot has its own graph."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def current_gpu() -> GpuInfo:
     return GpuInfo(str(name).strip("\x00 "), f"{props.major}.{props.minor}")
 
 
-def installed_flavour(name: str) -> _Flavour | None:
+def installed_flavour(name: str) -> Flavour | None:
     """The installed TensorRT of flavour `name` ('tensorrt' or 'rtx'), or None."""
     module_name = FLAVOUR_MODULES[name]
     if importlib.util.find_spec(module_name) is None:
@@ -109,10 +110,10 @@ def installed_flavour(name: str) -> _Flavour | None:
         module = importlib.import_module(module_name)
     except Exception:  # a broken install (missing shared libraries)
         return None
-    return _Flavour(name, str(module.__version__))
+    return Flavour(name, str(module.__version__))
 
 
-def check_engine_fits(manifest: dict, installed: _Flavour | None, gpu: GpuInfo | None,
+def check_engine_fits(manifest: dict, installed: Flavour | None, gpu: GpuInfo | None,
                       source: str = "engine") -> None:
     """Refuse (BackendError) an engine that cannot run with this runtime on this GPU.
 
@@ -186,7 +187,7 @@ def resolve_engine(model_path: Path) -> Path:
             continue
         try:
             manifest = read_engine_manifest(candidate)
-        except EngineBuildError:
+        except EngineManifestError:
             continue
         if manifest.get("source_onnx_sha256") == onnx_sha:
             return candidate
@@ -214,7 +215,7 @@ class _Bucket:
         from cuda.bindings import runtime as cudart
 
         self.batch = batch
-        self.parity = 0
+        self.slot = 0
         self._stream = stream
         self._host: list[int] = []
         self._device: list[int] = []
@@ -248,19 +249,19 @@ class _Bucket:
         self.image_view[:] = 0
         self.image_d = device(self.image_view.nbytes)
         self.aus_d = device(self.aus_view.nbytes)
-        # Two state buffers: parity p reads state_d[p] and writes state_d[1 - p].
+        # Two state buffers: slot s reads state_d[s] and writes state_d[1 - s].
         self.state_d = (device(self.state_view.nbytes), device(self.state_view.nbytes))
-        for parity in GRAPH_PARITIES:
-            self._capture(parity)
+        for slot in STATE_SLOTS:
+            self._capture(slot)
 
-    def _bind(self, parity: int) -> None:
+    def _bind(self, slot: int) -> None:
         ctx = self.context
         ctx.set_tensor_address(INPUT_IMAGE, self.image_d)
-        ctx.set_tensor_address(INPUT_STATE, self.state_d[parity])
-        ctx.set_tensor_address(OUTPUT_STATE, self.state_d[1 - parity])
+        ctx.set_tensor_address(INPUT_STATE, self.state_d[slot])
+        ctx.set_tensor_address(OUTPUT_STATE, self.state_d[1 - slot])
         ctx.set_tensor_address(OUTPUT_AUS, self.aus_d)
 
-    def _enqueue(self, parity: int) -> None:
+    def _enqueue(self, slot: int) -> None:
         from cuda.bindings import runtime as cudart
 
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
@@ -268,42 +269,42 @@ class _Bucket:
         s = self._stream
         cuda_call(cudart.cudaMemcpyAsync(self.image_d, self.image_h, self.image_view.nbytes,
                                          h2d, s))
-        cuda_call(cudart.cudaMemcpyAsync(self.state_d[parity], self.state_h,
+        cuda_call(cudart.cudaMemcpyAsync(self.state_d[slot], self.state_h,
                                          self.state_view.nbytes, h2d, s))
         if not self.context.execute_async_v3(int(s)):
             raise BackendError(f"TensorRT failed to enqueue the step (batch {self.batch})")
         cuda_call(cudart.cudaMemcpyAsync(self.aus_h, self.aus_d, self.aus_view.nbytes, d2h, s))
-        cuda_call(cudart.cudaMemcpyAsync(self.state_out_h, self.state_d[1 - parity],
+        cuda_call(cudart.cudaMemcpyAsync(self.state_out_h, self.state_d[1 - slot],
                                          self.state_out_view.nbytes, d2h, s))
 
-    def _capture(self, parity: int) -> None:
+    def _capture(self, slot: int) -> None:
         from cuda.bindings import runtime as cudart
 
-        self._bind(parity)
+        self._bind(slot)
         # One eager run first: TensorRT finishes shape-dependent setup (and TensorRT-RTX compiles
         # its kernels) on the first enqueue, which must not happen inside a capture.
-        self._enqueue(parity)
+        self._enqueue(slot)
         cuda_call(cudart.cudaStreamSynchronize(self._stream))
         mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         cuda_call(cudart.cudaStreamBeginCapture(self._stream, mode))
         try:
-            self._enqueue(parity)
+            self._enqueue(slot)
         finally:
             graph = cuda_call(cudart.cudaStreamEndCapture(self._stream))
         self._graphs.append(graph)
         self._execs.append(cuda_call(cudart.cudaGraphInstantiate(graph, 0)))
 
     def run(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of one piece (n <= batch): pad, launch this parity's graph, wait, copy out."""
+        """Rows of one piece (n <= batch): pad, launch this slot's graph, wait, copy out."""
         from cuda.bindings import runtime as cudart
 
         n = images.shape[0]
         self.image_view[:n] = images
         self.state_view[:n] = state
         self.state_view[n:] = 0.0  # padded rows: any finite input, their outputs are dropped
-        cuda_call(cudart.cudaGraphLaunch(self._execs[self.parity], self._stream))
+        cuda_call(cudart.cudaGraphLaunch(self._execs[self.slot], self._stream))
         cuda_call(cudart.cudaStreamSynchronize(self._stream))
-        self.parity ^= 1
+        self.slot ^= 1
         return self.aus_view[:n].copy(), self.state_out_view[:n].copy()
 
     def close(self) -> None:
@@ -338,7 +339,7 @@ class TensorRTBackend(Backend):
         try:
             manifest = read_engine_manifest(path)
             contract = contract_from_manifest(manifest, str(path))
-        except EngineBuildError as exc:
+        except EngineManifestError as exc:
             raise BackendError(str(exc)) from None
         flavour_name = manifest.get("tensorrt", {}).get("flavour", "")
         installed = installed_flavour(flavour_name) if flavour_name in FLAVOUR_MODULES else None

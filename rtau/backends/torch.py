@@ -7,9 +7,10 @@ exists (Hopper with only TensorRT-RTX installed, machines without TensorRT).
 The model is rebuilt from the ONNX weights by `rtau.backends.onnx_torch` (rtau never imports the
 training package). On CUDA the graph runs in the engine layout (`fp16-cnn`: CNN in FP16,
 recurrent cell and state in FP32) with one `torch.cuda.CUDAGraph` per batch bucket over static
-input/output buffers: a batch is padded up to the smallest bucket that holds it (larger batches
-run in chunks of the largest bucket) and one step costs one graph replay plus two small copies
-through pinned host memory. On the CPU it runs eagerly in FP32: x86 CPUs have no fast FP16
+input/output buffers, every bucket captured when the backend loads (never in the middle of live
+use): a batch is padded up to the smallest bucket that holds it (larger batches run in chunks of
+the largest bucket) and one step costs one graph replay plus two small copies through pinned
+host memory. On the CPU it runs eagerly in FP32: x86 CPUs have no fast FP16
 convolutions, so FP16 there would only be slower (`precision='fp16-cnn'` still works on the CPU,
 for testing the FP16 graph without a GPU). torch (and onnx) are imported when the backend is
 created, never at module import.
@@ -124,26 +125,18 @@ class TorchBackend(Backend):
         self.buckets = tuple(sorted(set(buckets or DEFAULT_CUDA_BUCKETS)))
         if not self.buckets or self.buckets[0] < 1:
             raise BackendError(f"buckets must be positive batch sizes, got {buckets}")
-        self._graphs: dict[int, _CudaGraphBucket] = {}
         self.cuda_graphs = bool(cuda_graphs and use_cuda)
-
-    def _bucket(self, batch: int) -> _CudaGraphBucket:
-        """The captured graph of one bucket, captured on first use."""
-        if batch not in self._graphs:
-            self._graphs[batch] = _CudaGraphBucket(
-                self.graph, batch, self.contract.crop_size, self.contract.state_size,
-                self.device)
-        return self._graphs[batch]
-
-    def capture_all(self) -> None:
-        """Capture every bucket's graph now (otherwise each is captured on first use)."""
+        # Every bucket is captured now: a capture on first use would be a latency spike the
+        # first time a number of faces appears in live use.
+        self._graphs: dict[int, _CudaGraphBucket] = {}
         if self.cuda_graphs:
-            for b in self.buckets:
-                self._bucket(b)
+            for batch in self.buckets:
+                self._graphs[batch] = _CudaGraphBucket(
+                    self.graph, batch, contract.crop_size, contract.state_size, self.device)
 
     def _run(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.cuda_graphs:
-            parts = [self._bucket(bucket).run(images[a:b], state[a:b])
+            parts = [self._graphs[bucket].run(images[a:b], state[a:b])
                      for a, b, bucket in chunks(images.shape[0], self.buckets)]
             if len(parts) == 1:
                 return parts[0]

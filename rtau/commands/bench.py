@@ -24,6 +24,8 @@ from typing import Annotated
 
 import typer
 
+from rtau.commands.options import ModelOption
+
 DEFAULT_BATCH = "1,8,32"
 DEFAULT_WINDOWS = "8,16,32"
 NO_WINDOWS = ("", "0", "none")
@@ -38,18 +40,32 @@ class BenchConfig:
     backend: tuple[str, ...] = ()
     """Backend names; empty: every backend importable here."""
     batch: str = DEFAULT_BATCH
+    """Comma-separated batch sizes."""
     steps: int = 200
+    """Timed steps per backend and batch size, after `warmup` untimed ones."""
     warmup: int = 20
+    """Untimed steps first."""
     max_seconds: float = 0.0
+    """Time budget of one batch size's timed steps (0: none)."""
     windows: str = DEFAULT_WINDOWS
+    """Sliding-window lengths, comma-separated, or 'none'."""
     window_frames: int = 20
+    """Output frames timed per window length."""
     parity: int = 0
+    """Unrolled steps compared with ONNX Runtime CPU (0: skip)."""
     source: Path | None = None
+    """Video for the pipeline stage breakdown (None: skip), played `loops` times."""
     loops: int = 1
+    """Times the source clip is played per pass."""
     max_faces: int = 1
+    """Faces tracked per frame with `source`."""
     model: Path | None = None
+    """Contract ONNX or engine (None: the shipped model)."""
     threads: int = 0
+    """CPU threads of ONNX Runtime and torch (0: their default)."""
     json: Path | None = None
+    """Where to write the JSON payload (None: only print tables)."""
+    verbose: bool = False
 
 
 def command_line(cfg: BenchConfig) -> str:
@@ -59,9 +75,11 @@ def command_line(cfg: BenchConfig) -> str:
     if cfg.backend:
         parts.append(f"--backend {','.join(cfg.backend)}")
     for name in ("batch", "steps", "warmup", "max_seconds", "windows", "window_frames", "parity",
-                 "source", "loops", "max_faces", "model", "threads", "json"):
+                 "source", "loops", "max_faces", "model", "threads", "json", "verbose"):
         value = getattr(cfg, name)
-        if value != getattr(defaults, name):
+        if value is True:
+            parts.append(f"--{name.replace('_', '-')}")
+        elif value != getattr(defaults, name):
             parts.append(f"--{name.replace('_', '-')} {value}")
     return " ".join(parts)
 
@@ -101,6 +119,16 @@ def _ms(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
+def window_cells(row: Mapping) -> list[str]:
+    """A sliding-window row's numbers as text: both ways of re-running the window ('-' where
+    the batched way was not measured: W = 1, or a backend other than ONNX Runtime)."""
+    cells = [_ms(row["p50_ms"]), _ms(row["p99_ms"]), f"{row['x_stateful']:.1f}x"]
+    if row.get("batched_p50_ms") is None:
+        return [*cells, "-", "-", "-"]
+    return [*cells, _ms(row["batched_p50_ms"]), _ms(row["batched_p99_ms"]),
+            f"{row['batched_x_stateful']:.1f}x"]
+
+
 def report_tables(payload: Mapping) -> list:
     """The payload of `run_suite` as rich tables (pure: nothing is printed)."""
     from rich.table import Table
@@ -129,14 +157,16 @@ def report_tables(payload: Mapping) -> list:
                           _ms(r["batched_ms_per_face"]))
         tables.append(batch)
     if comparisons["sliding_window"]:
-        window = Table(title="per output frame: stateful step vs re-running the last W frames")
-        for col in ("variant", "W (steps / frame)", "p50 ms", "p99 ms", "x stateful"):
+        window = Table(title="per output frame: stateful step vs re-running the last W frames "
+                             "(W steps at batch 1; or the W frames as one CNN batch, then the "
+                             "cell)")
+        for col in ("variant", "W", "W steps p50 ms", "p99 ms", "x stateful",
+                    "CNN batch + cell p50 ms", "p99 ms", "x stateful"):
             window.add_column(col, justify="left" if col == "variant" else "right")
         for name, rows in comparisons["sliding_window"].items():
             for r in rows:
                 label = "stateful (1)" if r["window"] == 1 else str(r["window"])
-                window.add_row(name, label, _ms(r["p50_ms"]), _ms(r["p99_ms"]),
-                               f"{r['x_stateful']:.1f}x")
+                window.add_row(name, label, *window_cells(r))
         tables.append(window)
     if comparisons.get("parity"):
         par = Table(title="parity with ONNX Runtime CPU FP32 (same crops, unrolled)")
@@ -177,7 +207,9 @@ def run_bench(cfg: BenchConfig) -> dict:
     from rtau.bench import BenchError, run_suite
     from rtau.contract import write_json_atomic
     from rtau.model_files import resolve_model
+    from rtau.native_logs import show_native_logs
 
+    show_native_logs(cfg.verbose)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     suite = suite_config(cfg)
     variants = variants_for(cfg)
@@ -241,17 +273,18 @@ def bench(
         "--loops", min=1, help="Times the --source clip is played per pass.")] = 1,
     max_faces: Annotated[int, typer.Option(
         "--max-faces", min=1, help="Faces tracked per frame with --source.")] = 1,
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Contract ONNX/engine (default: the shipped model).")] = None,
+    model: ModelOption = None,
     threads: Annotated[int, typer.Option(
         "--threads", min=0, help="CPU threads of ONNX Runtime and torch (0 = their default)."
     )] = 0,
     json: Annotated[Path | None, typer.Option(
         "--json", help="Write every number, the machine and the command as JSON.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show MediaPipe / TFLite start-up log lines.")] = False,
 ) -> None:
     """Time the step per backend and batch size (and with --source the whole pipeline)."""
     run_bench(BenchConfig(backend=tuple(backend or ()), batch=batch, steps=steps,
                           warmup=warmup, max_seconds=max_seconds, windows=windows,
                           window_frames=window_frames, parity=parity, source=source,
                           loops=loops, max_faces=max_faces, model=model, threads=threads,
-                          json=json))
+                          json=json, verbose=verbose))

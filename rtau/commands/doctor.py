@@ -120,14 +120,19 @@ def collect() -> list[Check]:
 
 def _engine_check() -> Check:
     """Engines in ./engines with the TensorRT each was built by (from their manifests)."""
-    from rtau.engine_build import ENGINE_SUFFIX, ENGINES_DIR, EngineBuildError, read_engine_manifest
+    from rtau.engine_manifest import (
+        ENGINE_SUFFIX,
+        ENGINES_DIR,
+        EngineManifestError,
+        read_engine_manifest,
+    )
 
     found = []
     for path in sorted(ENGINES_DIR.glob(f"*{ENGINE_SUFFIX}")):
         try:
             trt = read_engine_manifest(path)["tensorrt"]
             found.append(f"{path.name} ({trt['package']} {trt['version']})")
-        except (EngineBuildError, KeyError, TypeError):
+        except (EngineManifestError, KeyError, TypeError):
             found.append(f"{path.name} (no valid manifest)")
     return Check("models", "engines", "; ".join(found) or f"none in {ENGINES_DIR}/ "
                  "(rtau build-engine)")
@@ -149,12 +154,10 @@ def _model_checks() -> list[Check]:
     else:
         checks.append(Check("models", "default model", f"not shipped in this install ({default})",
                             None))
-    try:
-        from rtau import faces
+    from rtau.model_files import describe_face_models
 
-        checks.append(Check("models", "face landmarker", faces.describe_landmarker_model()))
-    except (ImportError, AttributeError):
-        checks.append(Check("models", "face landmarker", "rtau.faces not available"))
+    for what, where in describe_face_models().items():
+        checks.append(Check("models", what, where))
     return checks
 
 

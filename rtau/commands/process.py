@@ -1,11 +1,14 @@
 """`rtau process VIDEO... --out DIR` (or `--csv FILE` for one video): AU tables of video files.
 
-Run: `rtau process clip.mp4 --csv clip.csv` or `rtau process a.mp4 b.mov --out results/`.
+Run: `rtau process clip.mp4 --csv clip.csv` or `rtau process a.mp4 b.mov --out results/`
+(`--csv`/`--jsonl` take one video; `--out DIR` any number).
 Every frame is processed in order (nothing skipped) with decoding, landmarks and the model
 step overlapped in three threads (`rtau.pipeline`); a progress bar runs on stderr and a
 summary per video (frames, frames with a face, faces, fps) is printed at the end. `--out DIR`
 writes `DIR/<video stem>.csv`. A video without a face gives a warning and a header-only table
-(exit 0). Ctrl-C stops cleanly: every row written so far is flushed and the files closed.
+(exit 0). A video that stops decoding before the frame count its container declares gives a
+warning naming both numbers (exit 0); the rows of the frames it did decode stay. Ctrl-C stops
+cleanly: every row written so far is flushed and the files closed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from rtau.commands import options
 from rtau.errors import RtauError
 
 
@@ -34,6 +38,7 @@ class ProcessConfig:
     max_frames: int = 0
     stats: bool = False
     progress: bool = True
+    verbose: bool = False
 
 
 def _outputs(cfg: ProcessConfig) -> list[tuple[Path | None, Path | None]]:
@@ -65,11 +70,13 @@ def run_process(cfg: ProcessConfig) -> list:
     from rtau.capture import VideoFileSource
     from rtau.estimator import choose_backend
     from rtau.model_files import resolve_model
+    from rtau.native_logs import show_native_logs
     from rtau.pipeline import PipelineConfig, process_video
     from rtau.render import stats_table
     from rtau.sinks import open_sinks
     from rtau.timing import StageStats
 
+    show_native_logs(cfg.verbose)
     err = Console(stderr=True, soft_wrap=True)
     outputs = _outputs(cfg)
     # Check every input before spending time on the first one.
@@ -116,6 +123,10 @@ def run_process(cfg: ProcessConfig) -> list:
                                             on_frame=advance, source=source)
                 summary.outputs = [p for p in (csv_path, jsonl_path) if p is not None]
                 summaries.append(summary)
+                short = source.shortfall()
+                if short is not None:
+                    err.print(f"[yellow]warning:[/] {short}; its {summary.frames} frames are in "
+                              "the table", highlight=False)
                 if summary.frames_with_face == 0:
                     err.print(f"[yellow]warning:[/] no face found in {video} "
                               f"({summary.frames} frames); its table is empty", highlight=False)
@@ -147,28 +158,23 @@ def process(
     videos: Annotated[list[Path], typer.Argument(help="Video files, processed in order.")],
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for one <stem>.csv per video.")] = None,
-    csv: Annotated[Path | None, typer.Option(
-        "--csv", help="CSV table (one video only).")] = None,
-    jsonl: Annotated[Path | None, typer.Option(
-        "--jsonl", help="JSONL table (one video only).")] = None,
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Contract ONNX/engine (default: the shipped model).")] = None,
-    backend: Annotated[str, typer.Option(
-        "--backend", help="auto | onnxruntime | tensorrt | torch.")] = "auto",
-    max_faces: Annotated[int, typer.Option(
-        "--max-faces", min=1, help="Faces tracked per frame.")] = 1,
-    calibrate: Annotated[float, typer.Option(
-        "--calibrate", min=0.0, help="Seconds of neutral face per id to subtract (0 = off).")
-    ] = 0.0,
+    csv: options.CsvOption = None,
+    jsonl: options.JsonlOption = None,
+    model: options.ModelOption = None,
+    backend: options.BackendOption = "auto",
+    max_faces: options.MaxFacesOption = 1,
+    calibrate: options.CalibrateOption = 0.0,
     max_frames: Annotated[int, typer.Option(
         "--max-frames", min=0, help="Stop each video after N frames (0 = all).")] = 0,
-    stats: Annotated[bool, typer.Option(
-        "--stats", help="Print per-stage p50/p99 latency.")] = False,
+    stats: options.StatsOption = False,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show MediaPipe / TFLite start-up log lines.")] = False,
 ) -> None:
     """Estimate AU intensities in every frame of video files; write CSV/JSONL tables."""
     cfg = ProcessConfig(videos=tuple(videos), out=out, csv=csv, jsonl=jsonl, model=model,
                         backend=backend, max_faces=max_faces, calibrate=calibrate,
-                        max_frames=max_frames, stats=stats, progress=progress)
+                        max_frames=max_frames, stats=stats, progress=progress,
+                        verbose=verbose)
     run_process(cfg)

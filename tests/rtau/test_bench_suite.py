@@ -16,8 +16,8 @@ from rtau.bench import (
     SuiteConfig,
     Variant,
     batch_vs_single,
-    bench_crops,
     crop_pool,
+    face_crops,
     machine_slug,
     parity,
     parse_int_list,
@@ -72,7 +72,7 @@ def test_a_time_budget_cuts_timing_short_but_not_below_the_minimum():
 
 
 def test_crops_are_real_looking_and_the_pool_slices_are_contiguous():
-    crops = bench_crops(32, 4)
+    crops = face_crops(32, 4)
     assert crops.dtype == np.uint8 and crops.shape == (4, 32, 32, 3)
     assert crops.std() > 20 and not np.array_equal(crops[0], crops[1])
     pool = crop_pool(32, 5)
@@ -88,6 +88,27 @@ def test_sliding_window_runs_w_steps_from_zero_per_frame():
     assert stateful == [(1, 0.0), (1, 1.0)]  # one step per frame, state carried
     assert windowed == [(1, 0.0), (1, 1.0), (1, 2.0)] * 2  # W steps from zero, per frame
     assert rows[0]["x_stateful"] == 1.0 and rows[1]["steps_per_frame"] == 3
+
+
+def test_the_batched_window_is_the_same_model_and_is_timed(tiny_onnx):
+    """The fair alternative (W frames through the CNN in one batch, then the cell) computes
+    exactly what W batch-1 steps from the zero state compute, and is reported beside them."""
+    from rtau.backends.onnxruntime import OnnxRuntimeBackend
+    from rtau.bench import split_step_of
+
+    with OnnxRuntimeBackend(tiny_onnx, device="cpu") as backend:
+        split = split_step_of(backend)
+        assert split is not None
+        crops = face_crops(backend.contract.crop_size, 5)
+        state = backend.init_state(1)
+        for i in range(5):
+            aus, state = backend.step(crops[i:i + 1], state)
+        np.testing.assert_allclose(split.window(crops, backend.contract.state_size), aus[0],
+                                   atol=1e-5)
+        rows = sliding_window(backend, windows=(4,), frames=2, warmup=0)
+    assert rows[0]["batched_p50_ms"] is None
+    assert rows[1]["batched_p50_ms"] > 0 and rows[1]["batched_x_stateful"] > 0
+    assert split_step_of(CountingBackend()) is None
 
 
 def test_batch_vs_single_and_faces_per_s():

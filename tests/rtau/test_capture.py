@@ -46,6 +46,41 @@ def test_prefetch_stops_early_when_asked(clip):
         assert seen[:5] == [0, 1, 2, 3, 4] and len(seen) < SINGLE_FACE_FRAMES
 
 
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_a_file_cut_short_reports_its_shortfall(truncated_clip, prefetch):
+    path, declared, decodable = truncated_clip
+    with VideoFileSource(path) as source:
+        assert source.frame_count == declared and source.shortfall() is None
+        frames = list(source.frames(prefetch=prefetch))
+        message = source.shortfall()
+    assert [f.index for f in frames] == list(range(decodable))
+    assert message is not None
+    assert f"after {decodable} of the {declared} frames" in message and str(path) in message
+
+
+def test_a_complete_file_has_no_shortfall(clip):
+    with VideoFileSource(clip) as source:
+        for n, _ in enumerate(source.frames(prefetch=0), start=1):
+            if n == 10:
+                assert source.shortfall() is None, "not at the end yet"
+        assert source.ended and source.shortfall() is None
+
+
+def test_decode_time_is_the_decoder_not_the_queue(clip):
+    """A consumer slower than the decoder: frames wait in the prefetch queue, and that wait
+    must not be counted as decoding."""
+    consumer_ms = 20.0
+    with VideoFileSource(clip) as source:
+        decode_ms = []
+        for frame in source.frames(prefetch=2):
+            decode_ms.append(frame.decode_ms)
+            time.sleep(consumer_ms / 1000.0)
+            if len(decode_ms) == 20:
+                break
+    assert all(ms > 0 for ms in decode_ms)
+    assert sorted(decode_ms)[len(decode_ms) // 2] < consumer_ms / 2, decode_ms
+
+
 def _file_opener(path, calls, fail_after=None):
     def opener():
         calls.append(time.monotonic())
@@ -88,6 +123,79 @@ def test_live_source_reconnects_with_backoff_and_reports(clip):
     assert any("reconnected" in m for m in messages)
     assert messages[-1] == "flaky camera gave up reconnecting"
     assert frames >= 2
+
+
+class GatedCapture:
+    """A real `cv2.VideoCapture` of a file whose `read` blocks while `gate` is clear, as a stalled
+    stream's does; it records every `release` and whether a read was running at that moment.
+    (It wraps the capture: OpenCV's classes are not safe to subclass with Python attributes.)"""
+
+    def __init__(self, path) -> None:
+        self.cap = cv2.VideoCapture(str(path))
+        self.gate = threading.Event()
+        self.gate.set()
+        self.in_read = threading.Event()
+        self.releases: list[bool] = []
+
+    def read(self):
+        self.in_read.set()
+        try:
+            self.gate.wait()
+            return self.cap.read()
+        finally:
+            self.in_read.clear()
+
+    def get(self, prop: int) -> float:
+        return self.cap.get(prop)
+
+    def release(self) -> None:
+        self.releases.append(self.in_read.is_set())
+        self.cap.release()
+
+
+def test_close_never_releases_under_a_blocked_read(clip, monkeypatch):
+    import rtau.capture
+
+    monkeypatch.setattr(rtau.capture, "CLOSE_WAIT_S", 0.2, raising=False)
+    cap = GatedCapture(clip)
+    source = LiveSource(lambda: cap, "stalling stream", Backoff(attempts=0))
+    assert source.read(timeout=5.0) is not None
+    cap.gate.clear()
+    deadline = time.monotonic() + 5.0
+    while not (cap.in_read.is_set() and not cap.gate.is_set()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)  # the reader thread is now waiting inside read()
+    t0 = time.monotonic()
+    source.close()
+    assert time.monotonic() - t0 < 1.0, "close waits CLOSE_WAIT_S at most"
+    assert cap.releases == [], "released while a read was still running"
+    assert source.read(timeout=0.1) is None
+    cap.gate.set()  # the stalled read returns: the reader thread releases the capture
+    source._thread.join(timeout=5.0)
+    assert not source._thread.is_alive()
+    assert cap.releases == [False], cap.releases
+    source.close()  # idempotent
+    assert cap.releases == [False]
+
+
+def test_every_capture_is_released_once_across_reconnects_and_close(clip):
+    opened: list[GatedCapture] = []
+    opening = threading.Event()
+
+    def opener():
+        if opened:  # a reconnection: slow enough for close() to arrive in the middle
+            opening.set()
+            time.sleep(0.3)
+        opened.append(GatedCapture(clip))
+        return opened[-1]
+
+    with LiveSource(opener, "flaky stream", Backoff(first_s=0.01, max_s=0.01)) as source:
+        while source.read(timeout=5.0) is not None and not opening.is_set():
+            pass  # the file ends, the source reconnects
+        assert opening.wait(5.0)
+    source._thread.join(timeout=5.0)
+    assert not source._thread.is_alive() and len(opened) == 2
+    assert [cap.releases for cap in opened] == [[False], [False]]
 
 
 def test_backoff_doubles_and_caps():

@@ -7,6 +7,9 @@ import json
 import pytest
 
 from rtau.contract import (
+    ALIGNMENT_FIVE_POINT,
+    ALIGNMENT_RIGID,
+    META_ALIGNMENT,
     META_AU_NAMES,
     META_CONTRACT,
     ContractError,
@@ -18,8 +21,31 @@ from rtau.contract import (
 
 def test_metadata_round_trip():
     c = ModelContract(crop_size=96, state_size=64, au_names=("AU06", "AU12"),
-                      model_version="1.2", training_data="synthetic", precision="fp16-cnn")
-    assert ModelContract.from_metadata(c.to_metadata()) == c
+                      model_version="1.2", training_data="synthetic", precision="fp16-cnn",
+                      alignment=ALIGNMENT_RIGID)
+    meta = c.to_metadata()
+    assert meta[META_CONTRACT] == "rtau.step/2" and meta[META_ALIGNMENT] == ALIGNMENT_RIGID
+    assert ModelContract.from_metadata(meta) == c
+
+
+def test_version_1_models_are_five_point():
+    # what the shipped default model and every model before alignment was recorded carry
+    meta = ModelContract(112, 8, ("AU01",), alignment=ALIGNMENT_RIGID).to_metadata()
+    meta[META_CONTRACT] = "rtau.step/1"
+    del meta[META_ALIGNMENT]
+    assert ModelContract.from_metadata(meta).alignment == ALIGNMENT_FIVE_POINT
+    meta[META_ALIGNMENT] = ALIGNMENT_RIGID  # a version-1 model cannot claim another alignment
+    assert ModelContract.from_metadata(meta).alignment == ALIGNMENT_FIVE_POINT
+
+
+def test_version_2_models_must_name_a_known_alignment():
+    meta = ModelContract(112, 8, ("AU01",)).to_metadata()
+    meta[META_ALIGNMENT] = "eyes-only/7"
+    with pytest.raises(ContractError, match=r"x.onnx declares alignment 'eyes-only/7'"):
+        ModelContract.from_metadata(meta, source="x.onnx")
+    del meta[META_ALIGNMENT]
+    with pytest.raises(ContractError, match="declares alignment ''"):
+        ModelContract.from_metadata(meta)
 
 
 def test_missing_contract_entry():

@@ -85,6 +85,39 @@ def test_two_faces_go_through_one_batched_step(backend):
     assert backend.batches == [2] * 5
 
 
+def test_each_face_id_keeps_its_own_state(backend):
+    """Two faces side by side with different histories (left: the clip playing, right: its
+    first frame held), then the same frame on both sides: each id's outputs must be the unroll
+    of its own crops, and on the last frame the two must differ by more than their crops do."""
+    history = 20
+    source = VideoFileSource(media_file("single_face.mp4"))
+    seen: dict[int, list] = {}
+    with AUEstimator(backend=backend, max_faces=2) as est, source:
+        frames = [f.image for f in source.frames()]
+        for t in range(history + 1):
+            right = frames[0] if t < history else frames[t]
+            faces = est.update(np.hstack([frames[t], right]), t * 33.0)
+            assert len(faces) == 2
+            for face in faces:
+                seen.setdefault(face.id, []).append(face)
+    assert len(seen) == 2 and all(len(v) == history + 1 for v in seen.values())
+    left, right = sorted(seen.values(), key=lambda faces: faces[0].box[0])
+    before_last = {}
+    for name, faces in (("left", left), ("right", right)):
+        state = backend.init_state(1)
+        for t, face in enumerate(faces):
+            before_last[name] = state
+            aus, state = backend.step(face.crop[None], state)
+            np.testing.assert_allclose(face.raw_aus, aus[0], atol=1e-5,
+                                       err_msg=f"{name} face, frame {t}")
+    history_gap = np.abs(left[-1].raw_aus - right[-1].raw_aus).max()
+    # What the small crop difference alone moves: both last crops through one state.
+    crop_only, _ = backend.step(np.stack([left[-1].crop, right[-1].crop]),
+                                np.repeat(before_last["right"], 2, axis=0))
+    crop_gap = np.abs(crop_only[0] - crop_only[1]).max()
+    assert history_gap > 5 * crop_gap, (history_gap, crop_gap)
+
+
 def _runs(mask):
     """(start, end) of the runs of True in a boolean list."""
     runs, start = [], None
@@ -154,6 +187,25 @@ def test_backend_choice_and_model_resolution(tiny_onnx, tmp_path, monkeypatch):
     assert resolve_model(None) == tiny_onnx
 
 
+def test_auto_never_takes_torch_on_the_cpu(tiny_onnx, monkeypatch):
+    """An NVIDIA driver with a CPU-only torch (this machine's torch, a driver made visible):
+    'auto' must take ONNX Runtime, and say why torch was passed over."""
+    pytest.importorskip("torch")
+    import torch
+
+    import rtau.estimator as estimator_module
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here: the CPU-only case cannot be shown")
+    monkeypatch.setattr(estimator_module, "nvidia_gpu_visible", lambda: True)
+    backend, info = choose_backend("auto", tiny_onnx)
+    try:
+        assert backend.name == "onnxruntime", info
+        assert "torch: torch sees no CUDA GPU" in info, info
+    finally:
+        backend.close()
+
+
 def test_import_rtau_is_light():
     import subprocess
     import sys
@@ -163,3 +215,26 @@ def test_import_rtau_is_light():
             "('mediapipe', 'onnxruntime', 'torch') or m == 'rtau.estimator'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_crops_follow_the_alignment_the_model_declares(backend):
+    # The tiny test model is a new export (rigid/1); the shipped default declares nothing and
+    # was trained on five-point/1 crops. Each must get its own kind of crop, from the same frame.
+    from rtau.align import FIVE_POINT, RIGID, align_face
+    from rtau.model_files import DEFAULT_MODEL
+
+    with VideoFileSource(media_file("single_face.mp4")) as source:
+        frame = next(iter(source.frames()))
+    with OnnxRuntimeBackend(DEFAULT_MODEL, device="cpu") as default:
+        models = ((backend, RIGID), (default, FIVE_POINT))
+        crops = {}
+        for model, expected in models:
+            assert model.contract.alignment == expected
+            with AUEstimator(backend=model) as est:
+                assert est.alignment == expected
+                (face,) = est.update(frame.image, frame.timestamp_ms)
+                size = est.crop_size
+            reference = align_face(frame.image, face.landmarks, size, expected).crop
+            np.testing.assert_array_equal(face.crop, reference)
+            crops[expected] = face.crop.astype(np.float32)
+    assert np.abs(crops[RIGID] - crops[FIVE_POINT]).mean() > 1.0  # the two really differ

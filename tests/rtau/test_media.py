@@ -80,3 +80,14 @@ def test_public_domain_faces_exist():
     faces = media.public_domain_faces()
     assert faces and all(p.is_file() for p in faces)
     assert cv2.imread(str(faces[0])).shape == (600, 512, 3)
+
+
+def test_face_images_are_pinned_cached_and_decode():
+    for name, spec in media.FACE_IMAGES.items():
+        path = media.face_image(name)
+        assert path.parent == media.cache_dir() / "faces"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+        image = cv2.imread(str(path))
+        assert image is not None and min(image.shape[:2]) >= 256, name
+    with pytest.raises(MediaError, match="unknown face image"):
+        media.face_image("nobody.jpg")

@@ -60,3 +60,26 @@ def test_header_only_when_no_face(tmp_path):
 def test_mismatched_au_count_is_refused(tmp_path):
     with CsvSink(tmp_path / "b.csv", AUS[:2]) as sink, pytest.raises(ValueError, match="4 AU"):
         sink.write(0, 0.0, [estimate(1, 1.0)])
+
+
+def test_streams_open_beside_the_files(tmp_path):
+    from rtau.errors import RtauError
+    from tests.rtau.streams.clients import OscRecorder, wait_until
+
+    with OscRecorder() as osc:
+        with open_sinks(AUS, tmp_path / "a.csv", osc=f"127.0.0.1:{osc.port}",
+                        ws="127.0.0.1:0") as group:
+            group.write(0, 0.0, [estimate(4, 1.0)])
+            group.end_tracks([4])
+            kinds = [c.kind for c in group.stream_counters()]
+        assert kinds == ["osc", "ws"]
+        assert wait_until(lambda: osc.of("/rtau/lost") == [(4,)])
+        assert len(osc.of("/rtau/au")) == 1
+    # A stream that cannot open is one clear error; the file opened before it is complete.
+    from rtau.streams import WebSocketSink
+
+    with WebSocketSink(AUS, port=0) as taken:
+        busy = taken.port
+        with pytest.raises(RtauError, match="cannot listen"):
+            open_sinks(AUS, tmp_path / "b.csv", ws=f"127.0.0.1:{busy}")
+    assert (tmp_path / "b.csv").read_text().startswith("frame,")

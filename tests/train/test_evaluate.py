@@ -111,6 +111,12 @@ def test_synthetic_identities_come_from_the_generator_manifest(tmp_path):
                                                         "TOY002": "synth:grace_hopper"}
 
 
+def test_a_store_of_another_alignment_is_refused(fold_checkpoints, tmp_path):
+    legacy = make_toy_store(tmp_path / "legacy", videos=3, frames=12, alignment="five-point/1")
+    with pytest.raises(StoreError, match="trained on rigid/1 crops"):
+        evaluate(EvaluateConfig(legacy.root, (fold_checkpoints[0],), tmp_path / "ev"))
+
+
 def test_cli(store, fold_checkpoints, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--store", str(store.root), "--checkpoint",
                                       str(fold_checkpoints[0]), "--out", str(tmp_path / "o")])

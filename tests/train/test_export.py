@@ -14,27 +14,14 @@ from typer.testing import CliRunner  # noqa: E402
 
 import train.export as export_module  # noqa: E402
 from rtau.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from rtau.bench import face_crops, unrolled_parity  # noqa: E402
 from rtau.contract import manifest_path, read_onnx_contract, sha256_file  # noqa: E402
 from tests.conftest import randomised_model  # noqa: E402
 from train.__main__ import app  # noqa: E402
-from train.export import ExportConfig, ExportError, export_onnx, parity_frames  # noqa: E402
+from train.export import ExportConfig, ExportError, export_onnx, torch_step  # noqa: E402
 from train.model import ModelConfig, save_checkpoint  # noqa: E402
 
 LONG_RUN = 500
-
-
-def _unrolled_max_error(model, backend, frames: np.ndarray) -> float:
-    """Max abs AU difference between torch FP32 and a backend over frames [T, B, S, S, 3]."""
-    b = frames.shape[1]
-    state = backend.init_state(b)
-    ref_state = torch.zeros(b, model.cfg.hidden_size)
-    worst = 0.0
-    with torch.no_grad():
-        for t in range(frames.shape[0]):
-            aus, state = backend.step(frames[t], state)
-            ref, ref_state = model.step(torch.from_numpy(frames[t]), ref_state)
-            worst = max(worst, float(np.abs(aus - ref.numpy()).max()))
-    return worst
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +35,11 @@ def test_onnxruntime_matches_torch_over_500_steps(default_model, tmp_path, preci
         default_model, tmp_path / f"{precision}.onnx",
         ExportConfig(precision=precision, parity_steps=0),
     )
-    frames = np.stack([parity_frames(112, LONG_RUN, seed=10), parity_frames(112, LONG_RUN, 11)], 1)
+    frames = np.stack([face_crops(112, LONG_RUN, seed=10), face_crops(112, LONG_RUN, 11)], 1)
     backend = OnnxRuntimeBackend(path, device="cpu")
     assert backend.contract.precision == precision
-    error = _unrolled_max_error(default_model, backend, frames)
+    error = unrolled_parity(backend.step, torch_step(default_model), frames,
+                            default_model.cfg.hidden_size)["max_abs_au_error"]
     assert error <= tolerance, f"{precision}: max abs AU error {error} over {LONG_RUN} steps"
 
 
@@ -63,7 +51,9 @@ def test_contract_metadata_and_manifest(tiny_model, tmp_path):
     assert contract.crop_size == 112 and contract.state_size == tiny_model.cfg.hidden_size
     assert contract.au_names == tuple(tiny_model.cfg.au_names)
     assert contract.model_version == "9.9" and contract.training_data == "nothing"
+    assert contract.alignment == "rigid/1"  # new exports: crops aligned on the eye corners
     on_disk = json.loads(manifest_path(path).read_text())
+    assert on_disk["contract"] == "rtau.step/2" and on_disk["alignment"] == "rigid/1"
     assert on_disk == manifest
     assert on_disk["onnx_sha256"] == sha256_file(path)
     assert on_disk["io"]["image"] == {"dtype": "uint8", "shape": ["B", 112, 112, 3]}
@@ -104,19 +94,58 @@ def test_export_refuses_a_model_that_fails_parity(tiny_model, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_parity_gates_the_state_and_the_unclamped_head(tmp_path, monkeypatch):
+    """An ONNX whose clamped AUs agree with torch (all exactly 0 on both sides) while its
+    recurrent cell computes something else must be refused, naming what disagrees."""
+    import copy
+
+    exported = randomised_model(ModelConfig.tiny(), seed=4)
+    with torch.no_grad():
+        exported.head.bias.fill_(-100.0)  # every AU clamps to 0, whatever the state
+    drifted = copy.deepcopy(exported)
+    with torch.no_grad():
+        for param in drifted.gru.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    original_build = export_module.build_onnx
+    monkeypatch.setattr(export_module, "build_onnx",
+                        lambda model, cfg: original_build(exported, cfg))
+    out = tmp_path / "drifted.onnx"
+    with pytest.raises(ExportError, match="the unclamped head output by .*the recurrent state by"):
+        export_onnx(drifted, out, ExportConfig(parity_steps=10))
+    assert not out.exists() and not manifest_path(out).exists()
+    onnx.save(original_build(exported, ExportConfig()), str(tmp_path / "same.onnx"))
+    parity = export_module.check_parity(drifted, tmp_path / "same.onnx", steps=10)
+    assert parity["max_abs_au_error"] == 0.0, "the clamped AUs alone cannot see the drift"
+    assert parity["max_abs_state_error"] > 1e-3 and parity["max_abs_head_error"] > 1e-3
+    same = export_module.check_parity(exported, tmp_path / "same.onnx", steps=10)
+    assert max(same["max_abs_state_error"], same["max_abs_head_error"]) < 1e-4, same
+
+
 def test_export_command_writes_a_model_the_runtime_runs(tmp_path):
     ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()), training_data="fresh init")
+    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()))
     out = tmp_path / "out" / "tiny.onnx"
     result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out),
-                                      "--parity-steps", "10"])
+                                      "--parity-steps", "10", "--training-data", "fresh init"])
     assert result.exit_code == 0, result.output
     assert "parity over 10 steps" in result.output
     backend = OnnxRuntimeBackend(out)
-    images = parity_frames(112, 3)
+    images = face_crops(112, 3)
     aus, state = backend.step(images, backend.init_state(3))
     assert aus.shape == (3, 12) and state.shape == (3, backend.contract.state_size)
     assert backend.contract.training_data == "fresh init"
+    assert backend.contract.alignment == "five-point/1"  # the checkpoint records none: legacy
+
+
+def test_export_command_takes_the_alignment_from_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "rigid.pt"
+    save_checkpoint(ckpt, randomised_model(ModelConfig.tiny()), alignment="rigid/1")
+    out = tmp_path / "rigid.onnx"
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out),
+                                      "--parity-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert read_onnx_contract(out).alignment == "rigid/1"
+    assert json.loads(manifest_path(out).read_text())["alignment"] == "rigid/1"
 
 
 def test_export_command_missing_checkpoint_is_one_line(tmp_path):

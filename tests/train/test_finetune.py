@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store  # noqa: E402
+from train.data.store import StoreError  # noqa: E402
 from train.finetune import (  # noqa: E402
     FinetuneConfig,
     finetune,
@@ -148,6 +149,14 @@ def test_learns_the_toy_problem_from_pretrained_weights(store, pretrained, tmp_p
     assert ckpt.extra["init_report"]["missing"] == ["head.bias", "head.weight"]
     assert ckpt.extra["init_report"]["dropped"] == ["head.bias", "head.weight"]
     assert set(ckpt.extra["train_videos"]) == {"TOY002", "TOY003", "TOY005", "TOY006"}
+    assert ckpt.extra["alignment"] == "rigid/1"
+
+
+def test_weights_from_crops_of_another_alignment_are_refused(pretrained, tmp_path):
+    legacy = make_toy_store(tmp_path / "legacy", videos=3, frames=12, alignment="five-point/1")
+    with pytest.raises(StoreError, match=r"pre.pt was trained on rigid/1 crops, the store .*"
+                                         r"holds five-point/1 crops"):
+        finetune(config(legacy.root, tmp_path / "ft.pt", init=str(pretrained)))
 
 
 def test_sparse_labels_use_only_the_sampled_frames(store, tmp_path):

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rtau import media
+from rtau.align import align_face
 from train.__main__ import app
 from train.data.store import INDEX_NAME, VIDEOS_DIR, ClipStore, StoreError
 from train.prepare import PrepareConfig, prepare
@@ -121,6 +122,19 @@ def test_disfa_round_trips_every_label_and_finds_the_face(tmp_path, face_frames)
     # neighbouring face frames align to similar crops: the crop follows the face
     crops = store.crops("SN001").astype(np.float32)
     assert np.abs(crops[1] - crops[0]).mean() < 40
+    # the crops are rigid/1 (eye-corner) crops of the stored landmarks, and the index says so
+    assert store.alignment == "rigid/1"
+    first = int(np.flatnonzero(store.face_found("SN001"))[0])
+    decoded = cv2.VideoCapture(str(tmp_path / "DISFA" / "Videos_LeftCamera"
+                                   / "LeftVideoSN001_comp.avi"))
+    for _ in range(first + 1):
+        ok, frame = decoded.read()
+    decoded.release()
+    assert ok
+    landmarks = store.landmarks("SN001")[first]
+    for name, same in (("rigid/1", True), ("five-point/1", False)):
+        crop = align_face(frame, landmarks, CROP, name).crop
+        assert np.array_equal(crop, store.crops("SN001")[first]) == same
 
 
 def test_cli_parallel_workers_and_summary(tmp_path, face_frames):
@@ -228,6 +242,12 @@ def test_resume_refuses_other_settings(tmp_path, face_frames):
     prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", CROP, 1))
     with pytest.raises(StoreError, match=r"crop_size 112, not 64"):
         prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", 64, 1))
+    with pytest.raises(StoreError, match=r"alignment 'rigid/1', not 'five-point/1'"):
+        prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", CROP, 1,
+                              alignment="five-point/1"))
+    with pytest.raises(ValueError, match=r"unknown --alignment 'eyes'"):
+        prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "other", CROP, 1,
+                              alignment="eyes"))
 
 
 def test_synth_then_prepare_round_trips_every_label(tmp_path):

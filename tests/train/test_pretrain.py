@@ -23,6 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from tests.train.toy_store import make_toy_store  # noqa: E402
 from train.__main__ import app  # noqa: E402
+from train.data.store import StoreError  # noqa: E402
 from train.loop import NonFiniteLoss, lr_at  # noqa: E402
 from train.model import load_checkpoint  # noqa: E402
 from train.pretrain import PretrainConfig, pretrain  # noqa: E402
@@ -125,6 +126,16 @@ def test_resume_with_other_settings_is_refused(store, tmp_path):
     other = make_toy_store(tmp_path / "other", videos=3, frames=48, seed=5)
     with pytest.raises(ValueError, match="other settings \\(store\\)"):
         pretrain(config(other.root, tmp_path / "p.pt", steps=2))
+
+
+def test_records_the_alignment_and_refuses_to_mix_alignments(store, tmp_path):
+    out = pretrain(config(store, tmp_path / "p.pt", steps=1))
+    assert load_checkpoint(out).extra["alignment"] == "rigid/1"
+    legacy = make_toy_store(tmp_path / "legacy", videos=2, frames=12, alignment="five-point/1")
+    with pytest.raises(StoreError, match="aligned differently"):
+        pretrain(dataclasses.replace(config(store, tmp_path / "mixed.pt"),
+                                     store=(store, legacy.root)))
+    assert not (tmp_path / "mixed.pt").exists()
 
 
 def test_non_finite_loss_stops_without_writing(store, tmp_path):

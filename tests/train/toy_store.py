@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtau.contract import ALIGNMENT_RIGID
 from train.data.store import ClipStore
 from train.data.store_writer import StoreHeader, StoreWriter, VideoEntryWriter
 
@@ -34,9 +35,13 @@ def toy_video(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(crops, 0, 255).astype(np.uint8), labels.astype(np.float32)
 
 
-def make_toy_store(root: Path, videos: int = 4, frames: int = 48, seed: int = 0) -> ClipStore:
-    """A store of `videos` subjects (TOY001...) with every frame labeled and a face found."""
-    header = StoreHeader("disfa", TOY_SIZE, TOY_AUS, "toy")
+def make_toy_store(root: Path, videos: int = 4, frames: int = 48, seed: int = 0,
+                   alignment: str = ALIGNMENT_RIGID) -> ClipStore:
+    """A store of `videos` subjects (TOY001...) with every frame labeled and a face found.
+
+    alignment: what its index says the crops were aligned with (the crops are painted).
+    """
+    header = StoreHeader("disfa", TOY_SIZE, TOY_AUS, "toy", alignment)
     with StoreWriter(root, header) as writer:
         for i in range(videos):
             video_id = f"TOY{i + 1:03d}"

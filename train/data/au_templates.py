@@ -28,7 +28,7 @@ from train.data import face_regions as mesh
 # one place; every template below reads only these.
 BROW_RAISE_INNER = 0.20  # AU1: inner brow up
 BROW_RAISE_OUTER = 0.18  # AU2: outer brow up
-BROW_LOWER_DOWN = 0.11  # AU4: brows down ...
+BROW_LOWER_DOWN = 0.14  # AU4: brows down ...
 BROW_LOWER_IN = 0.07  # ... and together
 UPPER_LID_RAISE = 0.06  # AU5
 CHEEK_RAISE = 0.07  # AU6: cheek skin up

@@ -9,7 +9,8 @@ evaluation read it:
     clip = sampler.sample()   # images uint8[T, S, S, 3], labels float32[T, K], mask bool[T, K]
 
 Layout of STORE:
-    index.json                    format, crop size S, AU names, one record per complete video
+    index.json                    format, crop size S, AU names, alignment of the crops
+                                  (rtau.align; `five-point/1` if absent), one record per video
     videos/<folder>/crops.u8      raw uint8[N, S, S, 3] aligned BGR crops (zeros where no face)
     videos/<folder>/landmarks.npy float32[N, 478, 3] MediaPipe landmarks, frame pixels (0: none)
     videos/<folder>/face_found.npy bool[N]
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rtau.contract import ALIGNMENT_FIVE_POINT
+
 STORE_FORMAT = "rtau-clip-store"
 STORE_VERSION = 1
 INDEX_NAME = "index.json"
@@ -42,6 +45,8 @@ LABELS_NAME = "labels.npy"
 MASK_NAME = "mask.npy"
 NUM_LANDMARKS = 478
 CROP_CHANNELS = 3
+LEGACY_ALIGNMENT = ALIGNMENT_FIVE_POINT
+"""The alignment of a store whose index names none (stores prepared before it was recorded)."""
 
 
 class StoreError(ValueError):
@@ -118,6 +123,7 @@ class ClipStore:
         self.au_names: tuple[str, ...] = tuple(index["au_names"])
         self.dataset: str = str(index.get("dataset", ""))
         self.source_root: str = str(index.get("source_root", ""))  # as given to prepare
+        self.alignment: str = str(index.get("alignment", LEGACY_ALIGNMENT))
         self.videos: list[VideoEntry] = sorted(
             (VideoEntry.from_json(r, where) for r in index.get("videos", [])), key=lambda v: v.id
         )
@@ -201,6 +207,27 @@ class ClipStore:
         """bool[N, K]: True where a label exists and the face was found."""
         n = self.entry(video_id).num_frames
         return self._npy(video_id, MASK_NAME, (n, self.num_aus), np.bool_)
+
+
+def common_alignment(stores: Sequence[ClipStore]) -> str:
+    """The one alignment of all `stores`; StoreError if their crops were aligned differently."""
+    found = {s.alignment: s for s in stores}
+    if len(found) != 1:
+        listed = ", ".join(f"{s.root} {a}" for a, s in sorted(found.items()))
+        raise StoreError(f"the stores were aligned differently ({listed}): prepare them all with "
+                         "the same --alignment")
+    return next(iter(found))
+
+
+def check_alignment(checkpoint: str | Path, extra: dict, store: ClipStore) -> None:
+    """StoreError if a checkpoint (its `extra`) was trained on crops aligned unlike `store`'s.
+
+    Checkpoints that record no alignment were trained before it was recorded: five-point.
+    """
+    trained = str(extra.get("alignment", LEGACY_ALIGNMENT))
+    if trained != store.alignment:
+        raise StoreError(f"{checkpoint} was trained on {trained} crops, the store {store.root} "
+                         f"holds {store.alignment} crops")
 
 
 def _selected_ids(store: ClipStore, video_ids: Sequence[str] | None) -> list[str]:

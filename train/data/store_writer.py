@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtau.contract import write_json_atomic
+from rtau.contract import ALIGNMENT_RIGID, write_json_atomic
 from train.data.store import (
     CROPS_NAME,
     ENTRY_NAME,
@@ -30,6 +30,7 @@ from train.data.store import (
     INDEX_NAME,
     LABELS_NAME,
     LANDMARKS_NAME,
+    LEGACY_ALIGNMENT,
     MASK_NAME,
     NUM_LANDMARKS,
     STORE_FORMAT,
@@ -60,6 +61,7 @@ class StoreHeader:
     crop_size: int
     au_names: tuple[str, ...]
     source_root: str
+    alignment: str = ALIGNMENT_RIGID  # rtau.align name of how the crops were made
 
     def to_json(self) -> dict:
         return {
@@ -68,6 +70,7 @@ class StoreHeader:
             "dataset": self.dataset,
             "crop_size": self.crop_size,
             "au_names": list(self.au_names),
+            "alignment": self.alignment,
             "source_root": self.source_root,
             "num_landmarks": NUM_LANDMARKS,
             "videos": [],
@@ -111,10 +114,11 @@ class StoreWriter:
             return index
         index = read_index(self.root)
         ours = self.header.to_json()
-        for key in ("dataset", "crop_size", "au_names"):
-            if index.get(key) != ours[key]:
+        for key in ("dataset", "crop_size", "au_names", "alignment"):
+            stored = index.get(key, LEGACY_ALIGNMENT if key == "alignment" else None)
+            if stored != ours[key]:
                 raise StoreError(
-                    f"{self.root}: store was prepared with {key} {index.get(key)!r}, not "
+                    f"{self.root}: store was prepared with {key} {stored!r}, not "
                     f"{ours[key]!r}; resume with the same settings or choose another --out"
                 )
         return index

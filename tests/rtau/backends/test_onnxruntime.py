@@ -22,12 +22,11 @@ def test_reads_the_contract_from_metadata(tiny_onnx, tiny_model):
 
 
 def test_missing_corrupt_and_foreign_models(tmp_path):
-    with pytest.raises(BackendError, match="not found"):
-        OnnxRuntimeBackend(tmp_path / "missing.onnx")
-    corrupt = tmp_path / "corrupt.onnx"
-    corrupt.write_bytes(b"garbage" * 100)
-    with pytest.raises(BackendError, match="not a readable ONNX model"):
-        OnnxRuntimeBackend(corrupt)
+    (tmp_path / "corrupt.onnx").write_bytes(b"garbage" * 100)
+    for name, refusal in (("missing.onnx", "not found"),
+                          ("corrupt.onnx", "not a readable ONNX model")):
+        with pytest.raises(BackendError, match=refusal):
+            OnnxRuntimeBackend(tmp_path / name)
 
     from onnx import TensorProto, helper
 

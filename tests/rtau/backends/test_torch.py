@@ -42,9 +42,12 @@ def test_cuda_graph_parity_over_1000_steps(tiny_onnx, reference, face_frames):
         pytest.skip("torch here has no CUDA")
     backend = create_backend("torch", tiny_onnx, device="cuda", buckets=(1, 2, 4, 8))
     assert "fp16-cnn, CUDA graphs" in backend.describe()
+    captured = dict(backend._graphs)
+    assert set(captured) == {1, 2, 4, 8}, "every bucket is captured at load, not on first use"
     error = unrolled_max_error(backend, reference, face_frames[:PARITY_STEPS], batch=3)
     assert error <= PARITY_TOLERANCE, error
-    assert set(backend._graphs) == {4}  # batch 3 ran padded in bucket 4
+    backend.step(face_frames[:13], backend.init_state(13))  # 8 + 5 (padded to 8)
+    assert all(backend._graphs[b] is captured[b] for b in captured), "nothing captured later"
 
 
 def _graph_with(nodes, inits, hidden=6, pool_channels=3):

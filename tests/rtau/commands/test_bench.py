@@ -48,7 +48,8 @@ def test_onnxruntime_batches_json_shape(tiny_onnx, tmp_path):
     assert payload["model"]["file"] == tiny_onnx.name and not payload["model"]["shipped_default"]
     windows = payload["comparisons"]["sliding_window"]["onnxruntime"]
     assert [w["window"] for w in windows] == [1, 2, 3]
-    assert windows[0]["x_stateful"] == 1.0
+    assert windows[0]["x_stateful"] == 1.0 and windows[0]["batched_p50_ms"] is None
+    assert all(w["batched_p50_ms"] > 0 for w in windows[1:]), "the fair way is timed too"
     (versus,) = payload["comparisons"]["batch_vs_single"]
     assert versus["batch"] == 8
     assert versus["n_single_calls_ms"] == pytest.approx(8 * payload["results"][0]["p50_ms"])

@@ -256,3 +256,13 @@ def test_window_overlay_on_a_real_screenshot(tiny_onnx, tmp_path, xvfb):
     assert considered >= 2, f"only {considered} screenshots showed a whole frame"
     assert matched >= max(2, 0.7 * considered), (
         f"the AU bars matched the CSV in only {matched} of {considered} screenshots")
+
+
+def test_a_file_cut_short_is_reported(tiny_onnx, tmp_path, truncated_clip):
+    path, declared, decodable = truncated_clip
+    out = tmp_path / "cut.csv"
+    result = invoke("--source", path, "--headless", "--csv", out, "--model", tiny_onnx,
+                    "--backend", "onnxruntime")
+    assert result.exit_code == 0, result.output
+    assert [int(r["frame"]) for r in read_table(out)] == list(range(decodable))
+    assert f"after {decodable} of the {declared} frames" in result.output

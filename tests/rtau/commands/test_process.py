@@ -123,3 +123,14 @@ def test_real_subprocess(tiny_onnx, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(read_table(out)) == 72
     assert "backend onnxruntime" in proc.stderr and "72/72" in proc.stderr  # progress bar
+
+
+def test_a_video_cut_short_is_reported_and_its_rows_kept(tiny_onnx, tmp_path, truncated_clip):
+    path, declared, decodable = truncated_clip
+    out = tmp_path / "cut.csv"
+    result = invoke(path, "--csv", out, "--model", tiny_onnx, "--backend", "onnxruntime",
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert [int(r["frame"]) for r in read_table(out)] == list(range(decodable))
+    lines = [line for line in result.output.splitlines() if "stopped decoding" in line]
+    assert len(lines) == 1 and f"after {decodable} of the {declared} frames" in lines[0], lines

@@ -12,12 +12,15 @@ import json
 import numpy as np
 import pytest
 
+from rtau.contract import ALIGNMENT_FIVE_POINT, ALIGNMENT_RIGID
 from train.data.store import (
     INDEX_NAME,
     VIDEOS_DIR,
     ClipSampler,
     ClipStore,
     StoreError,
+    check_alignment,
+    common_alignment,
     sample_label_fraction,
     sequential_clips,
 )
@@ -265,3 +268,46 @@ def test_index_is_valid_json_listing_only_complete_videos(store_with):
     assert [v["id"] for v in index["videos"]] == ["SN001", "SN002"]
     for record in index["videos"]:
         assert (store.root / VIDEOS_DIR / record["folder"] / "entry.json").is_file()
+
+
+def test_the_index_records_the_alignment_and_resuming_keeps_it(tmp_path):
+    root = tmp_path / "store"
+    with StoreWriter(root, HEADER) as writer:
+        write_video(writer, "SN001", make_video(4, 0))
+    assert HEADER.alignment == ALIGNMENT_RIGID  # new stores are aligned on the eye corners
+    assert json.loads((root / INDEX_NAME).read_text())["alignment"] == ALIGNMENT_RIGID
+    assert ClipStore(root).alignment == ALIGNMENT_RIGID
+    legacy = StoreHeader("disfa", S, AUS, "/data/DISFA", ALIGNMENT_FIVE_POINT)
+    with pytest.raises(StoreError, match=r"alignment 'rigid/1', not 'five-point/1'"):
+        StoreWriter(root, legacy)
+
+
+def test_a_store_from_before_alignment_was_recorded_is_five_point(tmp_path):
+    root = tmp_path / "store"
+    with StoreWriter(root, HEADER) as writer:
+        write_video(writer, "SN001", make_video(4, 0))
+    index = json.loads((root / INDEX_NAME).read_text())
+    del index["alignment"]
+    (root / INDEX_NAME).write_text(json.dumps(index))
+    assert ClipStore(root).alignment == ALIGNMENT_FIVE_POINT
+    with StoreWriter(root, StoreHeader("disfa", S, AUS, "/data/DISFA", ALIGNMENT_FIVE_POINT)):
+        pass  # resumable with the alignment it was made with
+    with pytest.raises(StoreError, match=r"alignment 'five-point/1', not 'rigid/1'"):
+        StoreWriter(root, HEADER)
+
+
+def test_stores_or_checkpoints_of_different_alignments_do_not_mix(tmp_path):
+    stores = []
+    for name, alignment in (("a", ALIGNMENT_RIGID), ("b", ALIGNMENT_RIGID),
+                            ("c", ALIGNMENT_FIVE_POINT)):
+        header = StoreHeader("disfa", S, AUS, "/data/DISFA", alignment)
+        with StoreWriter(tmp_path / name, header) as writer:
+            write_video(writer, "SN001", make_video(4, 0))
+        stores.append(ClipStore(tmp_path / name))
+    assert common_alignment(stores[:2]) == ALIGNMENT_RIGID
+    with pytest.raises(StoreError, match=r"aligned differently .*c five-point/1.*rigid/1"):
+        common_alignment(stores)
+    check_alignment("run.pt", {"alignment": ALIGNMENT_RIGID}, stores[0])
+    check_alignment("old.pt", {}, stores[2])  # no record: trained before it was recorded
+    with pytest.raises(StoreError, match=r"old.pt was trained on five-point/1 crops, the store"):
+        check_alignment("old.pt", {}, stores[0])

@@ -26,7 +26,6 @@ from train.data.synth import (
     VIDEO_DIR,
     SubjectRenderer,
     SynthConfig,
-    load_base_faces,
     prepare_subjects,
     run_synth,
 )
@@ -124,7 +123,7 @@ def grace_subject(tmp_path_factory, faces_dir):
         mirror_probability=0.0,
         iod_fraction=(0.16, 0.16),
     )
-    subjects, report = prepare_subjects(config, load_base_faces(config.faces))
+    subjects, report, _ = prepare_subjects(config)
     assert report[0]["used"], report
     return subjects[0]
 

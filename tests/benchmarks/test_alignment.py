@@ -1,0 +1,63 @@
+"""benchmarks/alignment.py: its crop-motion measure, the rigid template it derives, and the
+properties it reports (on one synthetic AU12 episode and the neutral frames of a real clip)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import alignment as bench
+from rtau.align import FIVE_POINT, RIGID, RIGID_TEMPLATE
+
+
+@pytest.fixture(scope="module")
+def neutral():
+    return bench.neutral_faces()
+
+
+def test_crop_motion_measures_what_the_content_does():
+    m = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, 7.0]])
+    assert bench.crop_motion(m, m) == 0.0
+    shifted = m.copy()
+    shifted[0, 2] += 1.0  # the content moves one pixel right
+    assert bench.crop_motion(m, shifted) == pytest.approx(1.0)
+    # a 10% zoom about the crop centre moves each grid point by a tenth of its distance from it
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    centre = (bench.CROP_SIZE - 1) / 2
+    zoom = np.array([[1.1, 0.0, -0.1 * centre], [0.0, 1.1, -0.1 * centre]])
+    expected = 0.1 * np.linalg.norm(bench._grid() - centre, axis=1).mean()
+    assert bench.crop_motion(identity, zoom) == pytest.approx(expected)
+    assert expected > 3.0
+
+
+def test_the_rigid_template_is_the_one_the_benchmark_derives(neutral):
+    assert len(neutral) == 5 and len(next(iter(neutral.values()))) == bench.NEUTRAL_CLIP_FRAMES
+    np.testing.assert_allclose(bench.derive_rigid_template(neutral), RIGID_TEMPLATE, atol=0.05)
+
+
+def test_rigid_crops_jitter_no_more_than_five_point_ones(neutral):
+    clip = neutral[f"{bench.NEUTRAL_CLIP}@0-{bench.NEUTRAL_CLIP_FRAMES - 1}"]
+    jitter = {name: bench.jitter(clip, name)["mean_px"] for name in (FIVE_POINT, RIGID)}
+    # measured 0.279 and 0.282 px; a small allowance for other MediaPipe builds
+    assert 0.05 < jitter[RIGID] <= 1.05 * jitter[FIVE_POINT]
+
+
+def test_framing_keeps_brows_and_chin_inside(neutral):
+    for name in (FIVE_POINT, RIGID):
+        f = bench.framing(neutral, name)
+        assert f["forehead_min_y"] > 4 and f["brow_top_min_y"] > 15 and f["chin_max_y"] < 108
+
+
+def test_au12_episode_brows_still_mouth_kept_with_rigid_only():
+    from train.data.synth import SubjectRenderer
+
+    subject = bench.base_subjects()[0]
+    renderer = SubjectRenderer(subject)
+    _, truth, detected = bench.render_episode(renderer, "AU12")
+    rigid = bench.episode_effect(detected, truth, RIGID)
+    five = bench.episode_effect(detected, truth, FIVE_POINT)
+    assert rigid["brow_max_px"] < bench.GOALS["brow_px"] < five["brow_max_px"]
+    assert rigid["mouth_survival"] >= bench.GOALS["mouth_survival"] > five["mouth_survival"]
+    assert rigid["mouth_true_motion_px"] > 3  # a real smile to keep: ~5 crop px per corner
+    exact = bench.episode_effect(truth, truth, RIGID)
+    assert exact["brow_max_px"] < 0.01 and exact["mouth_survival"] > 0.99
