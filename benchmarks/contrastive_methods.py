@@ -1,15 +1,17 @@
-"""Stage 1 objective: SimCLR (in-batch negatives) or MoCo (momentum encoder + queue)?
+"""Which stage 1 objective? Every method measured by the linear probe on unseen identities.
 
 Run (after `python -m train experiment --preset cpu --out runs/cpu`, whose stores it reuses):
 
     PYTHONPATH=. python benchmarks/contrastive_methods.py --experiment runs/cpu \
-        [--steps 400] [--seeds 0,1] [--threads 2] [--out benchmarks/results]
+        [--methods none,dynamics,frame,cpc,simclr,moco] [--steps 300] [--seeds 0] \
+        [--threads 2] [--out benchmarks/results]
 
-For each method and seed, the same stage 1 run as the experiment's preset (data, tiny model,
-batch, clip length, lr, steps), timed per step; then what the representation is worth where it
-matters: the frozen-feature linear probe (stage 2 `--mode linear`) and the full fine-tune from
-it, both at 2% labels, evaluated (ICC(3,1), PCC, MAE) on the experiment's held-out test subjects.
-Writes `contrastive_methods-<machine>.json` and `.md` under --out and prints the table.
+For each method and seed: the experiment preset's stage 1 run (data, tiny model, batch, clip
+length, lr; --steps), timed per step, on the training videos; then the linear probe
+(train/probe.py: ridge regression on the frozen CNN features and GRU states, fitted on the
+training identities' labeled frames, scored as mean ICC(3,1) on the test identities). "none" is
+the untrained model (random init), the floor every objective must beat. Writes
+`contrastive_methods-<machine>.json` and `.md` under --out and prints the table.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,113 +26,106 @@ import torch
 
 from rtau.contract import write_json_atomic
 from train.data.store import ClipStore
-from train.evaluate import evaluate_videos
-from train.experiment import PRESETS, PRETRAINED_CNN_LR_SCALE, machine
-from train.finetune import FinetuneConfig, finetune
-from train.metrics import au_metrics
-from train.model import load_checkpoint
+from train.experiment import PRESETS, machine
+from train.model import AUModel, load_checkpoint
 from train.pretrain import PretrainConfig, pretrain
+from train.probe import linear_probe
 
-METHODS = ("simclr", "moco")
+METHODS = ("none", "dynamics", "frame", "cpc", "simclr", "moco")
+UNTRAINED = "none"
 PRESET = "cpu"
-LABEL_FRACTION = 0.02
 MOCO_QUEUE = 1024  # a few batches of keys per video at this data size; 4096 would be stale
 
 
-def stage2(stores: dict[str, Path], pre: Path, out: Path, mode: str, seed: int) -> dict:
+def stage1(method: str, seed: int, steps: int, stores: dict[str, Path], work: Path) -> dict:
+    """One stage 1 run (or the untrained model) and its probe scores."""
     preset = PRESETS[PRESET]
-    config = FinetuneConfig(
-        store=stores["train"], out=out, init=str(pre), label_fraction=LABEL_FRACTION,
-        label_seed=seed, mode=mode, steps=preset.finetune_steps,
-        batch_size=preset.finetune_batch, seq_len=preset.seq_len, lr=preset.lr,
-        cnn_lr_scale=PRETRAINED_CNN_LR_SCALE, warmup_steps=max(1, preset.finetune_steps // 20),
-        seed=seed, checkpoint_every=preset.finetune_steps, device="cpu", quiet=True,
+    config = PretrainConfig(
+        store=(stores["train"],), out=work / f"pre_{method}_s{seed}.pt", steps=max(1, steps),
+        batch_size=preset.pretrain_batch, clip_len=preset.clip_len,
+        clips_per_video=preset.clips_per_video, lr=preset.lr,
+        method="dynamics" if method == UNTRAINED else method, queue_size=MOCO_QUEUE,
+        warmup_steps=max(1, steps // 20), tiny=preset.tiny, norm=preset.norm, seed=seed,
+        checkpoint_every=max(1, steps), device="cpu", quiet=True,
     )
-    finetune(config)
-    test = ClipStore(stores["test"])
-    pred, truth, mask = evaluate_videos(load_checkpoint(out).model, test, test.video_ids)
-    return au_metrics(pred, truth, mask, test.au_names).mean
-
-
-def run(experiment: Path, steps: int, seeds: list[int], work: Path) -> list[dict]:
-    preset = PRESETS[PRESET]
-    stores = {name: experiment / "stores" / name for name in ("train", "test", "real")}
-    for path in stores.values():
-        if not path.is_dir():
-            raise SystemExit(f"{path}: missing; run `python -m train experiment --preset cpu`")
-    rows = []
-    for method in METHODS:
-        for seed in seeds:
-            out = work / f"pre_{method}_s{seed}.pt"
-            stamps: list[float] = []
-            base = PretrainConfig(
-                store=(stores["train"], stores["real"]), out=out, steps=steps,
-                batch_size=preset.pretrain_batch, clip_len=preset.clip_len,
-                max_offset=preset.max_offset, lr=preset.lr,
-                warmup_steps=max(1, steps // 20), tiny=preset.tiny, seed=seed,
-                checkpoint_every=steps, device="cpu", quiet=True,
-            )
-            config = replace(base, method=method, queue_size=MOCO_QUEUE)
-            pretrain(config, on_step=lambda _s, _v, stamps=stamps: stamps.append(
-                time.perf_counter()))
-            history = load_checkpoint(out).extra["history"]
-            row = {
-                "method": method, "seed": seed, "steps": steps,
-                "s_per_step": float(np.median(np.diff(stamps))) if len(stamps) > 1 else None,
-                "loss_first": history[0][1], "loss_last": float(np.mean(
-                    [v for _, v in history[-10:]])),
-            }
-            for mode in ("linear", "full"):
-                mean = stage2(stores, out, work / f"ft_{method}_{mode}_s{seed}.pt", mode, seed)
-                row[f"{mode}_icc"], row[f"{mode}_mae"] = mean["icc"], mean["mae"]
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    return rows
+    row: dict = {"method": method, "seed": seed, "steps": 0 if method == UNTRAINED else steps}
+    if method == UNTRAINED:
+        torch.manual_seed(seed)
+        model = AUModel(config.model_config(ClipStore(stores["train"]).crop_size))
+    else:
+        stamps: list[float] = []
+        pretrain(config, on_step=lambda _s, _v: stamps.append(time.perf_counter()))
+        ckpt = load_checkpoint(config.out)
+        model, history = ckpt.model, ckpt.extra["history"]
+        row["s_per_step"] = float(np.median(np.diff(stamps))) if len(stamps) > 1 else None
+        row["loss_first"] = history[0][1]
+        row["loss_last"] = float(np.mean([v for _, v in history[-10:]]))
+    scores = linear_probe(model, ClipStore(stores["train"]), ClipStore(stores["test"]))
+    for name, values in scores.items():
+        row.update({f"{name}_{k}": v for k, v in values.items()})
+    return row
 
 
 def markdown(result: dict) -> str:
     lines = [
-        "# Stage 1 objective: SimCLR vs MoCo",
+        "# Stage 1 objective: linear probe on unseen identities",
         "",
-        f"Machine: {result['machine']['description']}. Preset `{PRESET}` of `python -m train "
-        f"experiment` (tiny model, 64 px crops), {result['steps']} stage 1 steps, seeds "
-        f"{result['seeds']}; stage 2 at {100 * LABEL_FRACTION:g}% labels, evaluated on the "
-        "held-out test subjects. Mean +- std over seeds (one seed: no spread).",
+        f"Machine: {result['machine']['description']} (load average at the end "
+        f"{result['machine']['load_average'][0]:.1f}: shared with other jobs). Preset "
+        f"`{PRESET}` of `python -m train experiment` (tiny model, 64 px crops), "
+        f"{result['steps']} stage 1 steps, seeds {result['seeds']}. Probe: ridge regression on "
+        "frozen features fitted on the training identities, mean ICC(3,1) on the test "
+        "identities (mean +- std over seeds).",
         "",
-        "| method | s / step | final loss | linear probe ICC | fine-tuned ICC | fine-tuned MAE |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | s / step | final loss | probe ICC, CNN features | probe ICC, GRU state |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for method in METHODS:
+    for method in result["methods"]:
         rows = [r for r in result["runs"] if r["method"] == method]
 
         def cell(key: str, rows=rows) -> str:
             values = [r[key] for r in rows]
             return f"{np.mean(values):.3f} +- {np.std(values):.3f}"
 
-        lines.append(f"| {method} | {np.mean([r['s_per_step'] for r in rows]):.2f} | "
-                     f"{np.mean([r['loss_last'] for r in rows]):.2f} | {cell('linear_icc')} | "
-                     f"{cell('full_icc')} | {cell('full_mae')} |")
-    lines += ["", "Losses are not comparable across methods (2B - 2 in-batch negatives vs "
-              f"{MOCO_QUEUE} queued keys).", ""]
+        speed = [r["s_per_step"] for r in rows if r.get("s_per_step")]
+        loss = [r["loss_last"] for r in rows if "loss_last" in r]
+        lines.append(f"| {method} | {np.mean(speed) if speed else 0:.2f} | "
+                     f"{np.mean(loss) if loss else float('nan'):.2f} | {cell('cnn_icc')} | "
+                     f"{cell('gru_icc')} |")
+    lines += ["", "Losses are not comparable across methods (different candidate sets).", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--experiment", type=Path, default=Path("runs/cpu"))
+    parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--steps", type=int, default=PRESETS[PRESET].pretrain_steps)
-    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    stores = {name: args.experiment / "stores" / name for name in ("train", "test")}
+    for path in stores.values():
+        if not path.is_dir():
+            raise SystemExit(f"{path}: missing; run `python -m train experiment --preset cpu`")
     seeds = [int(s) for s in args.seeds.split(",")]
     work = args.experiment / "contrastive_methods"
     work.mkdir(parents=True, exist_ok=True)
-    rows = run(args.experiment, args.steps, seeds, work)
+    rows = []
+    for method in methods:
+        for seed in seeds:
+            rows.append(stage1(method, seed, args.steps, stores, work))
+            print(json.dumps(rows[-1]), flush=True)
     info = machine("cpu")
-    result = {"machine": info, "steps": args.steps, "seeds": seeds, "runs": rows}
-    name = f"contrastive_methods-cpu{info['cpu_cores']}"
+    result = {"machine": info, "steps": args.steps, "seeds": seeds, "methods": methods,
+              "runs": rows}
+    name = f"contrastive_methods-{info['tag']}"
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / f"{name}.json", result)
     text = markdown(result)

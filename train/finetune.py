@@ -25,7 +25,6 @@ Ctrl-C) with the optimiser state; the same command resumes it. Single process.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,12 +45,11 @@ from train.data.store import (
     check_alignment,
     sample_label_fraction,
 )
-from train.evaluate import fold_videos
+from train.evaluate import fold_videos, video_identities
 from train.loop import (
-    check_finite,
+    Schedule,
     load_for_resume,
-    lr_at,
-    progress_bar,
+    run_steps,
     save_training_state,
     seed_torch,
     start_runtime,
@@ -64,7 +62,7 @@ MODES = ("full", "linear")
 LOSSES = ("smooth_l1", "l2")
 SCRATCH = "scratch"
 NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out
-FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out", "store"})
+FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out"})
 
 
 @dataclass(frozen=True)
@@ -91,6 +89,7 @@ class FinetuneConfig:
     tiny: bool = False
     width: float = 0.375
     hidden_size: int = 256
+    norm: str = "batch"
     seed: int = 0
     checkpoint_every: int = 200
     device: str = "auto"
@@ -188,15 +187,26 @@ def masked_loss(
     return total / mask.sum().clamp(min=1)
 
 
+def init_identities(init: str) -> list[str]:
+    """The identities the --init checkpoint saw in training (its own and its init's)."""
+    if init == SCRATCH:
+        return []
+    extra = load_checkpoint(init).extra
+    seen = set(extra.get("train_identities") or []) | set(extra.get("init_identities") or [])
+    return sorted(seen)
+
+
 def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> tuple:
     """(model, load report or None) for --init scratch | CKPT, with the store's AUs and size."""
     if config.init == SCRATCH:
         torch.manual_seed(config.seed)
         if config.tiny:
-            cfg = ModelConfig.tiny(au_names=store.au_names, crop_size=store.crop_size)
+            cfg = ModelConfig.tiny(au_names=store.au_names, crop_size=store.crop_size,
+                                   norm=config.norm)
         else:
             cfg = ModelConfig(crop_size=store.crop_size, width=config.width,
-                              hidden_size=config.hidden_size, au_names=store.au_names)
+                              hidden_size=config.hidden_size, au_names=store.au_names,
+                              norm=config.norm)
         return AUModel(cfg), None
     init = load_checkpoint(config.init)
     check_alignment(config.init, init.extra, store)
@@ -243,6 +253,22 @@ def sequence_outputs(model: AUModel, images: torch.Tensor, cnn_frozen: bool) -> 
     return model.raw_readout(states)
 
 
+def freeze_batch_norm_statistics(model: AUModel) -> None:
+    """Put every BatchNorm layer of the CNN in eval mode (running statistics, no updates).
+
+    In train mode BatchNorm normalises each frame with the statistics of the whole batch, so the
+    loss at a labeled frame would depend on (and send gradient to) unlabeled frames and other
+    sequences. finetune() freezes them when a batch can hold unlabeled frames (sequences longer
+    than 1 frame and not every training frame labeled); single labeled frames (seq_len 1) or
+    fully labeled data keep batch statistics. A BatchNorm model from scratch then trains with
+    its initial statistics, i.e. unnormalised: for sparse labels use `--norm group` (statistics
+    of each frame alone, nothing to freeze), as the experiment does.
+    """
+    for module in model.backbone.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def finetune(
     config: FinetuneConfig,
     console: Console | None = None,
@@ -271,6 +297,8 @@ def finetune(
     model.to(runtime.device).train()
     if config.cnn_frozen:
         model.backbone.eval()  # frozen BN statistics too
+    elif config.seq_len > 1 and not all(frames[v].all() for v in train_ids):
+        freeze_batch_norm_statistics(model)  # sequences hold unlabeled frames
     if config.mode == "linear":
         model.gru.eval()
     optimizer = torch.optim.AdamW(
@@ -287,6 +315,8 @@ def finetune(
         "fold": config.fold,
         "num_folds": config.num_folds,
         "train_videos": list(train_ids),
+        "train_identities": sorted(set(video_identities(store, train_ids).values())),
+        "init_identities": init_identities(config.init),
         "labeled_frames": int(sum(int(m.sum()) for m in frames.values())),
         "init_report": report_json,
         "alignment": store.alignment,
@@ -296,52 +326,30 @@ def finetune(
         save_training_state(out, model, step, STAGE, config, optimizer, history, **extra)
 
     augment = ClipAugment(AugmentConfig())
+    # built once: its index of labeled clip positions costs a pass over every label mask
+    sampler = ClipSampler(store, config.seq_len, train_ids, frames, seed=config.seed,
+                          labeled_only=True)
+    device = runtime.device
 
-    if start >= config.steps:
-        if not config.quiet:
-            console.print(f"{out}: already at step {start}; nothing to do")
-        return out
-    started = time.perf_counter()
-    with progress_bar(console, disable=config.quiet) as progress:
-        task = progress.add_task(STAGE, total=config.steps, completed=start, loss="-", lr="-",
-                                 rate="-")
-        try:
-            for step in range(start, config.steps):
-                lr = lr_at(step, config.lr, config.warmup_steps, config.steps, config.min_lr_ratio)
-                for group, spec in zip(optimizer.param_groups, groups, strict=True):
-                    group["lr"] = lr * spec["scale"]
-                generator = seed_torch(config.seed, runtime.rank, step)
-                sampler = ClipSampler(store, config.seq_len, train_ids, frames,
-                                      seed=step_seed(config.seed, runtime.rank, step),
-                                      labeled_only=True)
-                clips = [sampler.sample() for _ in range(config.batch_size)]
-                images = torch.from_numpy(np.stack([c.images for c in clips]))
-                labels = torch.from_numpy(np.stack([c.labels for c in clips]))
-                mask = torch.from_numpy(np.stack([c.mask for c in clips]))
-                device = runtime.device
-                images = images.to(device)
-                if config.augment:  # on the training device: it costs a grid_sample per frame
-                    draw = torch.rand(len(clips), generator=generator)
-                    flip = draw < augment.config.flip_probability
-                    images = augment(images, flip, generator)
-                pred = sequence_outputs(model, images, config.cnn_frozen)
-                loss = masked_loss(pred, labels.to(device), mask.to(device), config.loss)
-                value = float(loss.detach())
-                check_finite(value, step, out)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                history.append([step, value])
-                if on_step is not None:
-                    on_step(step, value)
-                rate = (step + 1 - start) * config.batch_size / (time.perf_counter() - started)
-                progress.update(task, completed=step + 1, loss=f"{value:.4f}", lr=f"{lr:.2e}",
-                                rate=f"{rate:.1f} seq/s")
-                if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                    save(step + 1)
-        except KeyboardInterrupt:
-            save(len(history) and history[-1][0] + 1)
-            raise
+    def step_loss(step: int) -> torch.Tensor:
+        generator = seed_torch(config.seed, runtime.rank, step)
+        rng = np.random.default_rng(step_seed(config.seed, runtime.rank, step))
+        clips = [sampler.sample(rng) for _ in range(config.batch_size)]
+        images = torch.from_numpy(np.stack([c.images for c in clips])).to(device)
+        labels = torch.from_numpy(np.stack([c.labels for c in clips])).to(device)
+        mask = torch.from_numpy(np.stack([c.mask for c in clips])).to(device)
+        if config.augment:  # on the training device: it costs a grid_sample per frame
+            flip = torch.rand(len(clips), generator=generator) < augment.config.flip_probability
+            images = augment(images, flip, generator)
+        pred = sequence_outputs(model, images, config.cnn_frozen)
+        return masked_loss(pred, labels, mask, config.loss)
+
+    run_steps(
+        stage=STAGE, schedule=Schedule.of(config), start=start, optimizer=optimizer,
+        lr_scales=[g["scale"] for g in groups], step_loss=step_loss, save=save, history=history,
+        runtime=runtime, out=out, console=console, quiet=config.quiet,
+        items_per_step=config.batch_size, unit="seq", on_step=on_step,
+    )
     return out
 
 
@@ -366,6 +374,7 @@ def finetune_command(
     tiny: Annotated[bool, typer.Option(help="tiny model (scratch only)")] = False,
     width: Annotated[float, typer.Option(help="CNN width multiplier (scratch only)")] = 0.375,
     hidden_size: Annotated[int, typer.Option(help="GRU state size (scratch only)")] = 256,
+    norm: Annotated[str, typer.Option(help="CNN norm, scratch only: batch | group")] = "batch",
     seed: Annotated[int, typer.Option(help="random seed of init and batches")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -379,7 +388,7 @@ def finetune_command(
         fold=fold, num_folds=num_folds, mode=mode, loss=loss, steps=steps,
         batch_size=batch_size, seq_len=seq_len, lr=lr, cnn_lr_scale=cnn_lr_scale,
         weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
-        tiny=tiny, width=width, hidden_size=hidden_size, seed=seed,
+        tiny=tiny, width=width, hidden_size=hidden_size, norm=norm, seed=seed,
         checkpoint_every=checkpoint_every, device=device, quiet=quiet, augment=augment,
         split=split,
     )

@@ -1,6 +1,7 @@
 """What the stage 1 and stage 2 training loops share: lr schedule, devices and torchrun, resumable
-checkpoints, the non-finite stop and the rich progress bar. Used by train/pretrain.py and
-train/finetune.py; not a command of its own.
+checkpoints, the non-finite stop, the rich progress bar, and `run_steps`, the step loop itself
+(lr per step, loss -> backward -> optimiser step, history, checkpoints, Ctrl-C). Used by
+train/pretrain.py and train/finetune.py; not a command of its own.
 
 Determinism (what makes resume exact): every step draws its data and augmentation from
 generators seeded by (seed, rank, step) alone, and seeds torch's global generator the same way,
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -170,3 +172,81 @@ def progress_bar(console: Console | None, disable: bool) -> Progress:
         console=console or Console(stderr=True),
         disable=disable,
     )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What `run_steps` needs of a trainer's config (every trainer config has these fields)."""
+
+    steps: int
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    checkpoint_every: int
+
+    @classmethod
+    def of(cls, config) -> Schedule:
+        return cls(config.steps, config.lr, config.warmup_steps, config.min_lr_ratio,
+                   config.checkpoint_every)
+
+
+def run_steps(
+    *,
+    stage: str,
+    schedule: Schedule,
+    start: int,
+    optimizer: torch.optim.Optimizer,
+    lr_scales: Sequence[float],
+    step_loss: Callable[[int], torch.Tensor],
+    save: Callable[[int], None],
+    history: list,
+    runtime: Runtime,
+    out: Path,
+    console: Console,
+    quiet: bool,
+    items_per_step: int,
+    unit: str,
+    on_step: Callable[[int, float], None] | None = None,
+) -> None:
+    """The step loop of both stages, from `start` to schedule.steps.
+
+    step_loss(step) -> scalar loss tensor with its graph (the trainer draws the step's data from
+    generators seeded by the step). lr_scales: one lr multiplier per optimiser param group.
+    save(step) writes the checkpoint of `step` completed steps (rank 0 decides whether to write);
+    it runs every checkpoint_every steps, at the end, and on Ctrl-C (with the last completed
+    step, then KeyboardInterrupt propagates). A non-finite loss raises NonFiniteLoss before the
+    optimiser step, so the last checkpoint stays good.
+    """
+    if start >= schedule.steps:
+        if runtime.main and not quiet:
+            console.print(f"{out}: already at step {start}; nothing to do")
+        return
+    started = time.perf_counter()
+    with progress_bar(console, disable=quiet or not runtime.main) as progress:
+        task = progress.add_task(stage, total=schedule.steps, completed=start, loss="-", lr="-",
+                                 rate="-")
+        try:
+            for step in range(start, schedule.steps):
+                lr = lr_at(step, schedule.lr, schedule.warmup_steps, schedule.steps,
+                           schedule.min_lr_ratio)
+                for group, scale in zip(optimizer.param_groups, lr_scales, strict=True):
+                    group["lr"] = lr * scale
+                loss = step_loss(step)
+                value = global_mean(loss, runtime)
+                check_finite(value, step, out)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                history.append([step, value])
+                if on_step is not None:
+                    on_step(step, value)
+                done = step + 1 - start
+                rate = done * items_per_step * runtime.world / (time.perf_counter() - started)
+                progress.update(task, completed=step + 1, loss=f"{value:.4f}", lr=f"{lr:.2e}",
+                                rate=f"{rate:.1f} {unit}/s")
+                if (step + 1) % schedule.checkpoint_every == 0 or step + 1 == schedule.steps:
+                    save(step + 1)
+        except KeyboardInterrupt:
+            # the step in flight did not finish: keep what the last completed step left
+            save(len(history) and history[-1][0] + 1)
+            raise

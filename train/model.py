@@ -16,6 +16,15 @@ takes raw uint8 crops; the uint8 -> float cast comes *before* the transpose beca
 rejects a Transpose on UINT8. The GRU cell is written out as Linear/Sigmoid/Tanh (no nn.GRU) so
 that ONNX gets plain MatMul/Sigmoid/Tanh nodes and the cell can stay FP32 when the CNN is FP16.
 
+Normalisation (`ModelConfig.norm`): "batch" (BatchNorm, the shipped default model) or "group"
+(GroupNorm: statistics of each frame alone). BatchNorm in train mode mixes the frames of a batch,
+so in stage 2 the gradient of a labeled frame's loss would also reach the unlabeled frames (and
+other sequences) through the batch statistics; GroupNorm does not couple frames, and behaves the
+same in train and eval mode. Stage 2 freezes BatchNorm statistics when sequences hold unlabeled
+frames (train/finetune.py). Stage 1 builds "group" models by default (batch statistics would
+also let the two contrasted views see each other); stage 2 from scratch defaults to "batch"
+(the shipped model) and takes `--norm group` for sparse labels.
+
 Checkpoints carry their `ModelConfig`: `load_checkpoint(path)` rebuilds the model from them.
 """
 
@@ -36,6 +45,9 @@ PIXEL_STD = 64.0
 STAGE_MULTIPLIERS = (1, 2, 4, 8)
 BASE_CHANNELS = 64
 CHECKPOINT_FORMAT = "rtau-checkpoint/1"
+NORMS = ("batch", "group")
+CHANNELS_PER_GROUP = 8  # GroupNorm: 8 channels a group (1 group in the tiny stem: LayerNorm-like)
+LEGACY_NORM = "batch"  # checkpoints written before `norm` existed are BatchNorm models
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class ModelConfig:
       stride-2 stem and no max-pool costs about 0.48 GFLOP (2 x MAC) per 112 px frame.
     blocks: basic blocks per stage (ResNet-18: 2, 2, 2, 2).
     hidden_size: H, the GRU state width.
+    norm: "batch" | "group" (see the module docstring).
     """
 
     crop_size: int = 112
@@ -54,6 +67,11 @@ class ModelConfig:
     hidden_size: int = 256
     au_names: tuple[str, ...] = DISFA_AUS
     dropout: float = 0.1
+    norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -65,10 +83,11 @@ class ModelConfig:
         return self.channels[-1]
 
     @classmethod
-    def tiny(cls, au_names: tuple[str, ...] = DISFA_AUS, crop_size: int = 112) -> ModelConfig:
+    def tiny(cls, au_names: tuple[str, ...] = DISFA_AUS, crop_size: int = 112,
+             norm: str = "batch") -> ModelConfig:
         """A very small model for tests: same structure, a fraction of the cost."""
         return cls(crop_size=crop_size, width=0.125, blocks=(1, 1, 1, 1), hidden_size=32,
-                   au_names=au_names)
+                   au_names=au_names, norm=norm)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,7 +101,7 @@ class ModelConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        d = dict(d)
+        d = {"norm": LEGACY_NORM, **d}
         if "blocks" in d:
             d["blocks"] = tuple(d["blocks"])
         if "au_names" in d:
@@ -90,20 +109,27 @@ class ModelConfig:
         return cls(**d)
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 convs with BN, identity or 1x1 projection shortcut."""
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The normalisation layer of `kind` ("batch" | "group") over NCHW maps of `channels`."""
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // CHANNELS_PER_GROUP), channels)
+    return nn.BatchNorm2d(channels)
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with a norm each, identity or 1x1 projection shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = make_norm(norm, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = make_norm(norm, cout)
         self.act = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                nn.Conv2d(cin, cout, 1, stride, bias=False), make_norm(norm, cout)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,14 +145,14 @@ class Backbone(nn.Module):
         super().__init__()
         chans = cfg.channels
         self.stem = nn.Sequential(
-            nn.Conv2d(3, chans[0], 3, 2, 1, bias=False), nn.BatchNorm2d(chans[0]),
+            nn.Conv2d(3, chans[0], 3, 2, 1, bias=False), make_norm(cfg.norm, chans[0]),
             nn.ReLU(inplace=True),
         )
         layers: list[nn.Module] = []
         cin = chans[0]
         for i, (cout, n) in enumerate(zip(chans, cfg.blocks, strict=True)):
             for j in range(n):
-                layers.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
+                layers.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1, cfg.norm))
                 cin = cout
         self.layers = nn.Sequential(*layers)
 

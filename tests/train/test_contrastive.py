@@ -1,4 +1,4 @@
-"""The InfoNCE objective: pairing of logits and labels (SimCLR and MoCo), queue, gradients.
+"""The stage 1 objectives: logits / labels, same-video masking, queue, gradients.
 
 Run: `python -m pytest tests/train/test_contrastive.py -q`.
 """
@@ -11,7 +11,12 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 
-from train.contrastive import ClipContrast, ContrastConfig  # noqa: E402
+from train.contrastive import (  # noqa: E402
+    MASKED_LOGIT,
+    ClipContrast,
+    ContrastConfig,
+    DynamicsContrast,
+)
 from train.model import AUModel, ModelConfig  # noqa: E402
 
 S = 32
@@ -28,7 +33,7 @@ def views(b: int = 3, t: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def test_simclr_pairs_each_clip_with_its_other_view():
-    objective = ClipContrast(model(), ContrastConfig(temperature=0.1))
+    objective = ClipContrast(model(), ContrastConfig("simclr", temperature=0.1))
     x = views()
     logits, labels = objective(x, x.clone())
     assert logits.shape == (6, 6)
@@ -39,7 +44,7 @@ def test_simclr_pairs_each_clip_with_its_other_view():
 
 
 def test_simclr_loss_backpropagates_into_cnn_and_gru_not_head():
-    objective = ClipContrast(model())
+    objective = ClipContrast(model(), ContrastConfig("simclr"))
     logits, labels = objective(views(), views(seed=1))
     F.cross_entropy(logits, labels).backward()
     assert objective.encoder.backbone.stem[0].weight.grad.abs().sum() > 0
@@ -65,3 +70,56 @@ def test_moco_queue_and_momentum_encoder():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="method"):
         ClipContrast(model(), ContrastConfig(method="byol"))
+
+
+def dynamics(method: str = "dynamics", **changes) -> DynamicsContrast:
+    return DynamicsContrast(model(), ContrastConfig(method=method, **changes))
+
+
+def test_no_same_video_key_near_the_positive_is_a_negative():
+    # clips 0 and 1: one video, overlapping (frames 10-13 and 12-15); clip 2 another video
+    video = torch.tensor([7, 7, 3])
+    frame = torch.tensor([[10, 11, 12, 13], [12, 13, 14, 15], [10, 11, 12, 13]])
+    x = views()
+    terms = dict((name, (logits, labels)) for name, _, logits, labels in
+                 dynamics(margin=1)(x, x.clone(), video, frame))
+    logits, labels = terms["frame"]
+    assert logits.shape == (24, 12) and labels[:12].tolist() == list(range(12))
+    masked = logits[:12] == MASKED_LOGIT
+    # anchor clip 0 frame 12 (row 2): masked keys are video 7 frames 11..13 except itself
+    assert torch.nonzero(masked[2]).flatten().tolist() == [1, 3, 4, 5]
+    assert not masked[2, 6:].any()  # frames 14, 15 of the same video: deliberate negatives
+    assert not masked[:, 8:][:8].any()  # the other video is never masked for video 7 anchors
+    assert not masked[torch.arange(12), labels[:12]].any()  # the positive never is
+    logits, labels = terms["cpc"]
+    k1 = 3 * 3  # horizon 1: 3 contexts per clip of 4 frames
+    assert logits.shape == (k1 + 3 * 2 + 3 * 1, 12)
+    assert labels[:3].tolist() == [1, 2, 3]  # clip 0, context t -> frame t + 1
+    row = logits[1] == MASKED_LOGIT  # context clip 0 t=1 predicts frame 12 (key 2)
+    assert torch.nonzero(row).flatten().tolist() == [1, 3, 4, 5]
+
+
+def test_identical_views_make_the_frame_positive_the_best_match():
+    x = views(b=2, t=3)
+    _, _, logits, labels = dynamics("frame")(x, x.clone(), torch.tensor([0, 1]),
+                                             torch.arange(3).repeat(2, 1))[0]
+    assert torch.equal(logits.argmax(1), labels)
+
+
+def test_dynamics_terms_train_cnn_and_gru_not_head():
+    objective = dynamics()
+    terms = objective(views(), views(seed=1), torch.tensor([0, 0, 1]),
+                      torch.tensor([[0, 1, 2, 3], [40, 41, 42, 43], [0, 1, 2, 3]]))
+    assert [t[0] for t in terms] == ["frame", "cpc"]
+    sum(w * F.cross_entropy(lo, la) for _, w, lo, la in terms).backward()
+    assert objective.encoder.backbone.stem[0].weight.grad.abs().sum() > 0
+    assert objective.encoder.gru.hidden_proj.weight.grad.abs().sum() > 0
+    assert objective.encoder.head.weight.grad is None
+    assert len(dynamics("frame").predictors) == 0  # no parameters without a gradient (DDP)
+
+
+def test_clip_objective_refuses_a_dynamics_method():
+    with pytest.raises(ValueError, match="ClipContrast runs"):
+        ClipContrast(model(), ContrastConfig(method="dynamics"))
+    with pytest.raises(ValueError, match="DynamicsContrast runs"):
+        DynamicsContrast(model(), ContrastConfig(method="simclr"))

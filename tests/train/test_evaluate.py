@@ -1,4 +1,4 @@
-"""The protocol: subject-exclusive folds, whole videos with the state carried, JSON + markdown.
+"""The protocol: subject-exclusive folds, identity leak check, whole videos, JSON + markdown.
 
 Run: `python -m pytest tests/train/test_evaluate.py -q`.
 """
@@ -17,13 +17,15 @@ from typer.testing import CliRunner  # noqa: E402
 
 from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store  # noqa: E402
 from train.__main__ import app  # noqa: E402
-from train.data.store import StoreError  # noqa: E402
+from train.data.store import ClipStore, StoreError  # noqa: E402
 from train.evaluate import (  # noqa: E402
     EvaluateConfig,
+    check_no_leak,
     evaluate,
     fold_videos,
     predict_video,
     subject_folds,
+    video_identities,
 )
 from train.finetune import FinetuneConfig, finetune  # noqa: E402
 from train.model import AUModel, ModelConfig  # noqa: E402
@@ -76,9 +78,37 @@ def test_evaluate_writes_tables_and_learns(store, fold_checkpoints, tmp_path):
     assert "| AU06 |" in text and "Fold 2" in text
 
 
-def test_evaluating_training_subjects_is_refused(store, fold_checkpoints, tmp_path):
-    with pytest.raises(StoreError, match="trained on test videos"):
+def test_evaluating_training_identities_is_refused(store, fold_checkpoints, tmp_path):
+    with pytest.raises(StoreError, match="trained on test identities: disfa:TOY00"):
         evaluate(EvaluateConfig(store.root, (fold_checkpoints[0],), tmp_path, fold=1))
+    # fold -1 (every video) holds the training identities too: refused, not skipped
+    with pytest.raises(StoreError, match="trained on test identities"):
+        evaluate(EvaluateConfig(store.root, (fold_checkpoints[0],), tmp_path, fold=-1))
+
+
+def test_leak_check_compares_people_not_videos(tmp_path):
+    extra = {"train_identities": ["synth:grace_hopper"], "init_identities": ["synth:obama"]}
+    check_no_leak("a.pt", extra, {"SYN009": "synth:other"})  # another person: fine
+    with pytest.raises(StoreError, match="synth:grace_hopper"):
+        check_no_leak("a.pt", extra, {"SYN002": "synth:grace_hopper"})  # same person, new video
+    with pytest.raises(StoreError, match="synth:obama"):
+        check_no_leak("a.pt", extra, {"SYN001": "synth:obama"})  # seen by stage 1
+    with pytest.raises(StoreError, match="does not record the identities"):
+        check_no_leak("a.pt", {"train_videos": ["SYN001"]}, {"SYN009": "synth:other"})
+
+
+def test_synthetic_identities_come_from_the_generator_manifest(tmp_path):
+    make_toy_store(tmp_path / "store", videos=2, frames=4)
+    index = json.loads((tmp_path / "store" / "index.json").read_text())
+    index["source_root"] = str(tmp_path / "synth")
+    (tmp_path / "store" / "index.json").write_text(json.dumps(index))
+    (tmp_path / "synth").mkdir()
+    (tmp_path / "synth" / "synth.json").write_text(json.dumps({"subjects": [
+        {"id": "TOY001", "base_face": "grace_hopper"}, {"id": "TOY002", "base_face": "grace_hopper"}
+    ]}))
+    store = ClipStore(tmp_path / "store")
+    assert video_identities(store, store.video_ids) == {"TOY001": "synth:grace_hopper",
+                                                        "TOY002": "synth:grace_hopper"}
 
 
 def test_a_store_of_another_alignment_is_refused(fold_checkpoints, tmp_path):

@@ -20,8 +20,8 @@ from train.__main__ import app  # noqa: E402
 
 MICRO = experiment.Preset(
     train_subjects=2, test_subjects=1, frames=40, frame_size=(256, 192), crop_size=48,
-    tiny=True, pretrain_steps=3, pretrain_batch=4, clip_len=4, max_offset=2, finetune_steps=2,
-    finetune_batch=2, seq_len=8, lr=3e-3, fractions=(0.5, 1.0), seeds=(0,),
+    tiny=True, pretrain_steps=3, pretrain_batch=4, clip_len=4, clips_per_video=2,
+    finetune_steps=2, finetune_batch=4, seq_len=2, lr=3e-3, fractions=(0.5, 1.0), seeds=(0,),
 )
 
 
@@ -30,28 +30,33 @@ def test_micro_experiment_writes_results_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setitem(experiment.PRESETS, "micro", MICRO)
     out = tmp_path / "exp"
     result = CliRunner().invoke(app, ["experiment", "--preset", "micro", "--out", str(out),
-                                      "--device", "cpu", "--workers", "1"])
-    assert result.exit_code == 0, result.output
+                                      "--device", "cpu", "--workers", "1",
+                                      "--results-dir", str(tmp_path / "published")])
+    # a micro run learns nothing: the command says so, exits non-zero, publishes nothing
+    assert result.exit_code == experiment.GATE_FAILED_EXIT, result.output
+    assert '"gate_passed": false' in result.output
+    assert not (tmp_path / "published").exists()
     data = json.loads((out / "experiment.json").read_text())
-    assert len(data["runs"]) == len(experiment.ARMS) * len(MICRO.fractions)
-    for run in data["runs"]:
-        assert run["arm"] in experiment.ARMS
-        assert 0 < run["labeled_frames"]
-        assert set(run["mean"]) >= {"icc", "pcc", "mae"}
-    half = [r["labeled_frames"] for r in data["runs"] if r["fraction"] == 0.5]
-    full = [r["labeled_frames"] for r in data["runs"] if r["fraction"] == 1.0]
-    assert max(half) < min(full)
+    assert not data["gate"]["passed"] and data["verdict"].startswith("No verdict")
+    assert len(data["rows"]) == len(experiment.ARMS) * len(MICRO.fractions)
+    for row in data["rows"]:
+        assert set(row) == {"arm", "label_fraction", "seed", "icc", "pcc", "mae"}
+        assert row["arm"] in experiment.ARMS
+    half = [r["labeled_frames"] for r in data["runs"] if r["label_fraction"] == 0.5]
+    full = [r["labeled_frames"] for r in data["runs"] if r["label_fraction"] == 1.0]
+    assert 0 < max(half) < min(full)
     assert set(data["summary"]) == set(experiment.ARMS)
-    assert data["machine"]["cpu_cores"] >= 1
-    assert data["verdict"].startswith("At 50% labels: pretrained ICC")
-    assert (out / "experiment.md").read_text().startswith("# Experiment `micro`")
-    assert (out / "icc_vs_labels.png").stat().st_size > 1000
+    assert data["machine"]["cpu_cores"] >= 1 and data["machine"]["tag"]
+    assert [p["step"] for p in data["stage1_probe"]] == [1, 2, 3]  # probed at checkpoints
+    text = (out / "experiment.md").read_text()
+    assert text.startswith("# Experiment `micro`") and "FAILED the sanity gate" in text
+    assert (out / "experiment.png").stat().st_size > 1000
 
     # every stage resumes: a second run finds the data, stores and checkpoints done
     stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")}
     again = CliRunner().invoke(app, ["experiment", "--preset", "micro", "--out", str(out),
                                      "--device", "cpu", "--workers", "1"])
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == experiment.GATE_FAILED_EXIT, again.output
     assert stamp == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.pt")}
 
 
@@ -65,8 +70,33 @@ def _summary(pre: tuple[float, float], scratch: tuple[float, float]) -> dict:
     return {"pretrained": {"0.02": {"icc": list(pre)}}, "scratch": {"0.02": {"icc": list(scratch)}}}
 
 
+PASSED = {"passed": True, "failures": []}
+
+
 def test_verdict_weighs_the_difference_against_seed_noise():
-    assert "pretraining helps" in experiment.verdict(_summary((0.60, 0.02), (0.40, 0.03)))
-    assert "pretraining hurts" in experiment.verdict(_summary((0.30, 0.02), (0.50, 0.03)))
-    assert "no clear difference" in experiment.verdict(_summary((0.52, 0.10), (0.45, 0.08)))
-    assert "no clear difference" in experiment.verdict(_summary((0.501, 0.0), (0.50, 0.0)))
+    assert "pretraining helps" in experiment.verdict(_summary((0.60, 0.02), (0.40, 0.03)), PASSED)
+    assert "pretraining hurts" in experiment.verdict(_summary((0.30, 0.02), (0.50, 0.03)), PASSED)
+    assert "no clear difference" in experiment.verdict(_summary((0.52, 0.10), (0.45, 0.08)),
+                                                       PASSED)
+    assert "no clear difference" in experiment.verdict(_summary((0.501, 0.0), (0.50, 0.0)),
+                                                       PASSED)
+    failed = {"passed": False, "failures": ["scratch at 100% labels reaches ICC 0.1"]}
+    assert experiment.verdict(_summary((0.6, 0.0), (0.1, 0.0)), failed).startswith("No verdict")
+
+
+def _arm(values: dict[float, tuple[float, float]]) -> dict:
+    return {f"{f:g}": {"icc": list(v)} for f, v in values.items()}
+
+
+def test_sanity_gate_needs_a_learning_scratch_arm_and_no_fall_with_labels():
+    fractions = (0.01, 0.02, 1.0)
+    good = {"scratch": _arm({0.01: (0.3, 0.02), 0.02: (0.4, 0.02), 1.0: (0.7, 0.01)}),
+            "pretrained": _arm({0.01: (0.4, 0.02), 0.02: (0.42, 0.02), 1.0: (0.7, 0.01)})}
+    assert experiment.sanity_gate(good, fractions)["passed"]
+    weak = {**good, "scratch": _arm({0.01: (0.3, 0.02), 0.02: (0.4, 0.02), 1.0: (0.45, 0.01)})}
+    gate = experiment.sanity_gate(weak, fractions)
+    assert not gate["passed"] and "0.450 < 0.5" in gate["failures"][0]
+    falling = {**good, "pretrained": _arm({0.01: (0.6, 0.02), 0.02: (0.4, 0.02),
+                                            1.0: (0.7, 0.01)})}
+    gate = experiment.sanity_gate(falling, fractions)
+    assert gate["failures"] == ["pretrained ICC falls from 0.600 at 1% to 0.400 at 2% labels"]

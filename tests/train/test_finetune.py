@@ -16,6 +16,7 @@ from train.data.store import StoreError  # noqa: E402
 from train.finetune import (  # noqa: E402
     FinetuneConfig,
     finetune,
+    freeze_batch_norm_statistics,
     load_pretrained,
     masked_loss,
     sequence_outputs,
@@ -35,8 +36,10 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("pre") / "pre.pt"
+    # BatchNorm, as the models these tests build: the toy AUs are brightness, which per-frame
+    # GroupNorm statistics partly normalise away
     pretrain(PretrainConfig(store=(store,), out=out, steps=2, batch_size=3, clip_len=4,
-                            tiny=True, quiet=True, device="cpu"))
+                            tiny=True, norm="batch", quiet=True, device="cpu"))
     return out
 
 
@@ -81,6 +84,51 @@ def test_gradient_flows_only_from_labeled_frames_and_back_through_time():
     changed = labels.clone()
     changed[0, 4, 0] += 1.0  # a labeled frame's label does count
     assert not torch.equal(grads(changed)[0], loss)
+
+
+def _train_mode_grads(model: AUModel, images: torch.Tensor, labels, mask):
+    """Parameter and image gradients of one stage 2 loss, model as finetune() trains it."""
+    model.train()
+    freeze_batch_norm_statistics(model)
+    model.zero_grad()
+    images = images.clone().requires_grad_(True)
+    torch.manual_seed(0)  # the same dropout draw in every call
+    masked_loss(sequence_outputs(model, images, False), labels, mask).backward()
+    return [p.grad.clone() for p in model.parameters()], images.grad
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_in_train_mode_only_labeled_frames_and_their_past_send_gradient(norm):
+    torch.manual_seed(0)
+    model = AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, norm=norm))
+    images = torch.rand(3, 8, TOY_SIZE, TOY_SIZE, 3) * 255
+    labels = torch.rand(3, 8, 2) * 5
+    mask = torch.zeros(3, 8, 2, dtype=torch.bool)
+    mask[0, 3, 0] = mask[1, 5, :] = True  # sequence 2 holds no label
+    params, image_grad = _train_mode_grads(model, images, labels, mask)
+    per_frame = image_grad.abs().sum(dim=(2, 3, 4))
+    assert (per_frame[0, :4] > 0).all() and (per_frame[1, :6] > 0).all()
+    assert (per_frame[0, 4:] == 0).all() and (per_frame[1, 6:] == 0).all()
+    assert (per_frame[2] == 0).all()
+    # frames that hold no label and precede none: other pixels, the very same gradient
+    other = images.clone()
+    other[0, 4:] = torch.rand_like(other[0, 4:]) * 255
+    other[2] = torch.rand_like(other[2]) * 255
+    params2, _ = _train_mode_grads(model, other, labels, mask)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params, params2, strict=True))
+
+
+def test_batch_statistics_would_couple_frames():
+    # the control: BatchNorm in train mode lets an unlabeled sequence change the gradient
+    torch.manual_seed(0)
+    model = AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, norm="batch"))
+    images = torch.rand(2, 4, TOY_SIZE, TOY_SIZE, 3) * 255
+    labels, mask = torch.rand(2, 4, 2) * 5, torch.zeros(2, 4, 2, dtype=torch.bool)
+    mask[0, 3] = True
+    model.train()
+    images.requires_grad_(True)
+    masked_loss(sequence_outputs(model, images, False), labels, mask).backward()
+    assert images.grad[1].abs().sum() > 0
 
 
 def test_masked_loss_kinds_and_empty_mask():

@@ -7,6 +7,7 @@ Run: `python -m pytest tests/train/test_pretrain.py -q`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -52,9 +53,9 @@ def test_lr_schedule_is_a_pure_function_of_the_step():
     assert lr_at(55, 1.0, 10, 100, 0.1) == lr_at(55, 1.0, 10, 100, 0.1)
 
 
-def test_loss_decreases_on_a_learnable_store(store, tmp_path):
+def test_clip_loss_decreases_on_a_learnable_store(store, tmp_path):
     losses: list[float] = []
-    pretrain(config(store, tmp_path / "p.pt", steps=40, batch_size=6),
+    pretrain(config(store, tmp_path / "p.pt", steps=40, batch_size=6, method="simclr"),
              on_step=lambda s, v: losses.append(v))
     assert len(losses) == 40
     chance = math.log(2 * 6 - 1)  # 2B - 1 candidates, all alike at the start
@@ -65,7 +66,34 @@ def test_loss_decreases_on_a_learnable_store(store, tmp_path):
     assert len(ckpt.extra["history"]) == 40 and "projector.net.0.weight" in ckpt.extra["objective"]
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_dynamics_loss_decreases_and_the_probe_runs_at_checkpoints(tmp_path):
+    fit = make_toy_store(tmp_path / "fit", videos=4, frames=48, seed=1)
+    unseen = make_toy_store(tmp_path / "unseen", videos=2, frames=48, seed=2)
+    stage1 = make_toy_store(tmp_path / "stage1", videos=3, frames=48, seed=3)
+    # toy stores name subjects TOY001...: give the unseen ones other names, as other people
+    for root in (unseen.root,):
+        index = json.loads((root / "index.json").read_text())
+        for v in index["videos"]:
+            v["subject"] = "NEW" + v["subject"]
+        (root / "index.json").write_text(json.dumps(index))
+    losses: list[float] = []
+    cfg = config(stage1.root, tmp_path / "d.pt", method="dynamics", steps=30, batch_size=8,
+                 clip_len=6, clips_per_video=4, checkpoint_every=15, probe_store=fit.root,
+                 probe_test_store=unseen.root)
+    pretrain(cfg, on_step=lambda s, v: losses.append(v))
+    early, late = sum(losses[:3]) / 3, sum(losses[-5:]) / 5
+    assert late < 0.8 * early, (early, late)
+    ckpt = load_checkpoint(cfg.out)
+    assert [p["step"] for p in ckpt.extra["probe"]] == [15, 30]
+    assert set(ckpt.extra["probe"][0]) >= {"cnn_icc", "gru_icc", "cnn_mae", "gru_pcc"}
+    assert ckpt.extra["train_identities"] == ["disfa:TOY001", "disfa:TOY002", "disfa:TOY003"]
+    assert "frame_projector.net.0.weight" in ckpt.extra["objective"]
+    # a probe scored on people stage 1 trained on is refused
+    with pytest.raises(ValueError, match="probe's test identities are in the stage 1 stores"):
+        pretrain(dataclasses.replace(cfg, out=tmp_path / "e.pt", probe_test_store=fit.root))
+
+
+@pytest.mark.parametrize("method", ["dynamics", "simclr", "moco"])
 def test_resume_after_interruption_equals_an_uninterrupted_run(store, tmp_path, method):
     whole = config(store, tmp_path / "whole.pt", method=method, queue_size=16)
     pretrain(whole)
@@ -95,6 +123,9 @@ def test_resume_with_other_settings_is_refused(store, tmp_path):
     pretrain(config(store, tmp_path / "p.pt", steps=1))
     with pytest.raises(ValueError, match="other settings \\(lr\\)"):
         pretrain(config(store, tmp_path / "p.pt", steps=2, lr=1e-2))
+    other = make_toy_store(tmp_path / "other", videos=3, frames=48, seed=5)
+    with pytest.raises(ValueError, match="other settings \\(store\\)"):
+        pretrain(config(other.root, tmp_path / "p.pt", steps=2))
 
 
 def test_records_the_alignment_and_refuses_to_mix_alignments(store, tmp_path):

@@ -122,6 +122,7 @@ class ClipStore:
         self.crop_size: int = int(index["crop_size"])
         self.au_names: tuple[str, ...] = tuple(index["au_names"])
         self.dataset: str = str(index.get("dataset", ""))
+        self.source_root: str = str(index.get("source_root", ""))  # as given to prepare
         self.alignment: str = str(index.get("alignment", LEGACY_ALIGNMENT))
         self.videos: list[VideoEntry] = sorted(
             (VideoEntry.from_json(r, where) for r in index.get("videos", [])), key=lambda v: v.id
@@ -373,8 +374,10 @@ class ClipSampler:
         """How many distinct clips the sampler draws from."""
         return int(self._cumulative[-1])
 
-    def sample(self) -> Clip:
-        position = int(self._rng.integers(self.num_clips))
+    def sample(self, rng: np.random.Generator | None = None) -> Clip:
+        """One clip, drawn with `rng` if given (a trainer's per-step generator), else the
+        sampler's own."""
+        position = int((rng or self._rng).integers(self.num_clips))
         which = int(np.searchsorted(self._cumulative, position, side="right"))
         offset = position - (int(self._cumulative[which - 1]) if which else 0)
         starts = self._starts[which]
