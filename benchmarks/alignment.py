@@ -4,9 +4,9 @@ Run: `python benchmarks/alignment.py [--out benchmarks/results]` (a few minutes 
 `python benchmarks/alignment.py --derive-template` to print the rigid template of rtau.align.
 
 Three measurements, for every alignment of `rtau.align.ALIGNMENTS`, at S = 112 crop pixels:
-1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: every default
-   base face, per-AU gains 1, no head motion): 8 neutral frames, an 8-frame onset to AU12 = 5,
-   8 apex frames, 8 frames of offset. MediaPipe (video mode, as `train prepare` runs it) finds
+1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: the first
+   5 subjects of the default identity pool for seed 0, per-AU gains 1, no head motion): 8
+   neutral frames, an 8-frame onset to AU12 = 5, 8 apex frames, 8 frames of offset. MediaPipe (video mode, as `train prepare` runs it) finds
    the landmarks on the rendered frames; each frame is aligned on its own landmarks. Where the
    image content really is comes from the generator's own landmarks, mapped into the crop by
    each frame's alignment. Reported: how far the brows (upper and lower edges, 20 points) move in
@@ -68,6 +68,7 @@ BROWS = (mesh.RIGHT_BROW_UPPER + mesh.RIGHT_BROW_LOWER + mesh.LEFT_BROW_UPPER
          + mesh.LEFT_BROW_LOWER)
 CORNERS = (mesh.MOUTH_RIGHT, mesh.MOUTH_LEFT)
 GOALS = {"brow_px": 0.5, "mouth_survival": 0.90}
+BASE_SUBJECTS = 5  # synthetic faces in the AU episodes
 STILL_IOD = 1e-3  # a mesh point the AU template moves less than this (IOD units) is "still"
 
 
@@ -203,14 +204,18 @@ def episode_effect(fitted: list[np.ndarray], truth: list[np.ndarray], name: str)
 
 
 def base_subjects() -> list:
-    """One synthetic subject per default base face, per-AU gains 1 (train/data/synth.py)."""
-    from train.data.au_templates import TEMPLATE_AUS
-    from train.data.synth import SynthConfig, load_base_faces, prepare_subjects
+    """The first BASE_SUBJECTS subjects of `train synth --seed 0`, per-AU gains 1.
 
-    bases = load_base_faces("default")
+    Identities from the default pool (train/data/identities.py), dealt as `prepare_subjects`
+    deals them for seed 0 (all train identities: --test-subjects 0), each placed and possibly
+    mirrored as the generator does; the identity is each row's "base" in the results.
+    """
+    from train.data.au_templates import TEMPLATE_AUS
+    from train.data.synth import SynthConfig, prepare_subjects
+
     with tempfile.TemporaryDirectory() as tmp:
-        config = SynthConfig(out=Path(tmp), subjects=len(bases), seed=0)
-        subjects, _ = prepare_subjects(config, bases)
+        config = SynthConfig(out=Path(tmp), subjects=BASE_SUBJECTS, seed=0, test_subjects=0)
+        subjects, _, _ = prepare_subjects(config)
     return [dataclasses.replace(s, gains={au: 1.0 for au in TEMPLATE_AUS}) for s in subjects]
 
 
