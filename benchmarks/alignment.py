@@ -6,8 +6,9 @@ Run: `python benchmarks/alignment.py [--out benchmarks/results]` (a few minutes 
 Three measurements, for every alignment of `rtau.align.ALIGNMENTS`, at S = 112 crop pixels:
 1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: the first
    5 subjects of the default identity pool for seed 0, per-AU gains 1, no head motion): 8
-   neutral frames, an 8-frame onset to AU12 = 5, 8 apex frames, 8 frames of offset. MediaPipe (video mode, as `train prepare` runs it) finds
-   the landmarks on the rendered frames; each frame is aligned on its own landmarks. Where the
+   neutral frames, an 8-frame onset to AU12 = 5, 8 apex frames, 8 frames of offset. MediaPipe
+   (video mode, as `train prepare` runs it) finds the landmarks on the rendered frames; each
+   frame is aligned on its own landmarks. Where the
    image content really is comes from the generator's own landmarks, mapped into the crop by
    each frame's alignment. Reported: how far the brows (upper and lower edges, 20 points) move in
    the crop between the mean neutral and the mean apex frame (mean and max over points, mean over
@@ -151,7 +152,12 @@ def crop_motion(a: np.ndarray, b: np.ndarray) -> float:
 def jitter(landmarks: list[np.ndarray], name: str) -> dict:
     """Frame-to-frame crop motion over consecutive frames (crop px): mean, max, per pair."""
     alignment = ALIGNMENTS[name]
-    matrices = [alignment.matrix(lm) for lm in landmarks]
+    return jitter_of(landmarks, alignment.indices, alignment.template_112)
+
+
+def jitter_of(landmarks: list[np.ndarray], indices, template_112: np.ndarray) -> dict:
+    """`jitter` of a similarity fit of landmark `indices` onto `template_112` (float[N, 2])."""
+    matrices = [similarity_transform(lm[list(indices), :2], template_112) for lm in landmarks]
     pairs = [crop_motion(a, b) for a, b in zip(matrices[:-1], matrices[1:], strict=True)]
     return {"mean_px": float(np.mean(pairs)), "max_px": float(np.max(pairs)),
             "pairs": [round(p, 4) for p in pairs]}

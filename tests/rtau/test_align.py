@@ -182,13 +182,17 @@ def test_alignment_names_and_the_contract_agree():
 def test_rigid_template_geometry():
     t = RIGID_TEMPLATE
     assert t.shape == (len(mesh.RIGID_POINTS), 2)
+    eyes, philtrum = t[:4], t[4]
     # subject's right eye (outer, inner) on the image left, then left eye (inner, outer)
-    assert t[0, 0] < t[1, 0] < CROP_SIZE / 2 < t[2, 0] < t[3, 0]
-    np.testing.assert_allclose(t[::-1, 0], CROP_SIZE - t[:, 0])  # symmetric about the centre
-    np.testing.assert_allclose(t[::-1, 1], t[:, 1])
+    assert eyes[0, 0] < eyes[1, 0] < CROP_SIZE / 2 < eyes[2, 0] < eyes[3, 0]
+    np.testing.assert_allclose(eyes[::-1, 0], CROP_SIZE - eyes[:, 0])  # symmetric
+    np.testing.assert_allclose(eyes[::-1, 1], eyes[:, 1])
     # the eye corners sit between the five-point irises' heights and the nose tip
-    assert CANONICAL_TEMPLATE[:2, 1].min() - 2 < t[:, 1].min() < t[:, 1].max() \
+    assert CANONICAL_TEMPLATE[:2, 1].min() - 2 < eyes[:, 1].min() < eyes[:, 1].max() \
         < CANONICAL_TEMPLATE[2, 1]
+    # the philtrum top on the midline, between the nose tip and the mouth corners' heights
+    assert philtrum[0] == CROP_SIZE / 2
+    assert CANONICAL_TEMPLATE[2, 1] < philtrum[1] < CANONICAL_TEMPLATE[3:, 1].min()
     np.testing.assert_allclose(get_alignment(RIGID).template(224), 2 * t)
 
 
