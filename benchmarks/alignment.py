@@ -3,7 +3,8 @@
 Run: `python benchmarks/alignment.py [--out benchmarks/results]` (a few minutes on 2 cores), or
 `python benchmarks/alignment.py --derive-template` to print the rigid template of rtau.align.
 
-Three measurements, for every alignment of `rtau.align.ALIGNMENTS`, at S = 112 crop pixels:
+Four measurements, for every alignment of `rtau.align.ALIGNMENTS` and for the eye corners alone
+(`EYE_CORNERS`, what rigid/1 fitted before the philtrum top joined), at S = 112 crop pixels:
 1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: the first
    5 subjects of the default identity pool for seed 0, per-AU gains 1, no head motion): 8
    neutral frames, an 8-frame onset to AU12 = 5, 8 apex frames, 8 frames of offset. MediaPipe
@@ -49,6 +50,8 @@ from rtau.align import (
     CROP_SIZE,
     FIVE_POINT,
     RIGID_INDICES,
+    RIGID_TEMPLATE,
+    Alignment,
     five_points,
     invert,
     similarity_transform,
@@ -71,6 +74,10 @@ CORNERS = (mesh.MOUTH_RIGHT, mesh.MOUTH_LEFT)
 GOALS = {"brow_px": 0.5, "mouth_survival": 0.90}
 BASE_SUBJECTS = 5  # synthetic faces in the AU episodes
 STILL_IOD = 1e-3  # a mesh point the AU template moves less than this (IOD units) is "still"
+EYE_CORNERS = "eye-corners"
+VARIANTS = {**ALIGNMENTS, EYE_CORNERS: Alignment(EYE_CORNERS, RIGID_INDICES[:4],
+                                                 RIGID_TEMPLATE[:4])}
+"""The alignments measured: rtau's, and the eye corners alone (the rigid/1 points but one)."""
 
 
 def _detect_video(frames: list[np.ndarray], fps: float) -> list[np.ndarray | None]:
@@ -151,13 +158,8 @@ def crop_motion(a: np.ndarray, b: np.ndarray) -> float:
 
 def jitter(landmarks: list[np.ndarray], name: str) -> dict:
     """Frame-to-frame crop motion over consecutive frames (crop px): mean, max, per pair."""
-    alignment = ALIGNMENTS[name]
-    return jitter_of(landmarks, alignment.indices, alignment.template_112)
-
-
-def jitter_of(landmarks: list[np.ndarray], indices, template_112: np.ndarray) -> dict:
-    """`jitter` of a similarity fit of landmark `indices` onto `template_112` (float[N, 2])."""
-    matrices = [similarity_transform(lm[list(indices), :2], template_112) for lm in landmarks]
+    alignment = VARIANTS[name]
+    matrices = [alignment.matrix(lm) for lm in landmarks]
     pairs = [crop_motion(a, b) for a, b in zip(matrices[:-1], matrices[1:], strict=True)]
     return {"mean_px": float(np.mean(pairs)), "max_px": float(np.max(pairs)),
             "pairs": [round(p, 4) for p in pairs]}
@@ -165,7 +167,7 @@ def jitter_of(landmarks: list[np.ndarray], indices, template_112: np.ndarray) ->
 
 def framing(faces: dict[str, list[np.ndarray]], name: str) -> dict:
     """Crop y extremes of forehead line, brow tops and chin over all neutral faces."""
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     mapped = [transform_points(lm[:, :2], alignment.matrix(lm))
               for frames in faces.values() for lm in frames]
     brows = list(mesh.RIGHT_BROW_UPPER + mesh.LEFT_BROW_UPPER)
@@ -195,7 +197,7 @@ def episode_effect(fitted: list[np.ndarray], truth: list[np.ndarray], name: str)
     generator's landmarks float[478, 2] per frame, where the image content really is. So the
     numbers are about the crop's pixels, not about the landmarker's estimate of them.
     """
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     matrices = [alignment.matrix(lm) for lm in fitted]
     mapped = [transform_points(xy, m) for xy, m in zip(truth, matrices, strict=True)]
     neutral, apex = _phase(mapped, 0), _phase(mapped, 2)
@@ -247,7 +249,7 @@ def still_content_shift(renderer, truth, detected, au: str, name: str) -> float:
     """Mean crop-px shift, apex vs neutral, of the mesh points the `au` template leaves still."""
     field = np.linalg.norm(renderer.templates.fields[au], axis=1) / renderer.templates.frame.iod
     still = np.flatnonzero(field[: mesh.NUM_MESH_LANDMARKS] < STILL_IOD)
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     mapped = [transform_points(xy, alignment.matrix(lm)) for xy, lm in zip(truth, detected,
                                                                           strict=True)]
     return float(np.linalg.norm(_phase(mapped, 2)[still] - _phase(mapped, 0)[still],
@@ -259,12 +261,12 @@ def au_episodes(subjects: list) -> tuple[list[dict], dict]:
     from train.data.au_templates import TEMPLATE_AUS
     from train.data.synth import SubjectRenderer
 
-    au12, still = [], {au: {name: [] for name in ALIGNMENTS} for au in TEMPLATE_AUS}
+    au12, still = [], {au: {name: [] for name in VARIANTS} for au in TEMPLATE_AUS}
     for subject in subjects:
         renderer = SubjectRenderer(subject)
         for au in TEMPLATE_AUS:
             _, truth, detected = render_episode(renderer, au)
-            for name in ALIGNMENTS:
+            for name in VARIANTS:
                 still[au][name].append(still_content_shift(renderer, truth, detected, au, name))
             if au == "AU12":
                 au12.append({
@@ -272,7 +274,7 @@ def au_episodes(subjects: list) -> tuple[list[dict], dict]:
                     "iod_px": subject.iod,
                     **{name: {"detected": episode_effect(detected, truth, name),
                               "exact": episode_effect(truth, truth, name)}
-                       for name in ALIGNMENTS},
+                       for name in VARIANTS},
                 })
     means = {au: {name: float(np.mean(v)) for name, v in row.items()} for au, row in still.items()}
     return au12, means
@@ -284,7 +286,7 @@ def _mean(rows: list[dict], name: str, source: str, key: str) -> float:
 
 def summarise(episodes: list[dict], jitters: dict, framings: dict) -> dict:
     summary = {}
-    for name in ALIGNMENTS:
+    for name in VARIANTS:
         summary[name] = {
             "brow_mean_px": _mean(episodes, name, "detected", "brow_mean_px"),
             "brow_max_px": _mean(episodes, name, "detected", "brow_max_px"),
@@ -320,18 +322,18 @@ def markdown(result: dict) -> str:
             f"{r['jitter_max_px']:.3f} | {r['forehead_min_y']:.1f} | {r['brow_top_min_y']:.1f} | "
             f"{r['chin_max_y']:.1f} |")
     lines += ["", "Per face (detected landmarks): brow max px / mouth kept", "",
-              "| face | " + " | ".join(ALIGNMENTS) + " |", "|---|" + "---|" * len(ALIGNMENTS)]
+              "| face | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
     for e in result["episodes"]:
         cells = [f"{e[n]['detected']['brow_max_px']:.2f} / {e[n]['detected']['mouth_survival']:.0%}"
-                 for n in ALIGNMENTS]
+                 for n in VARIANTS]
         lines.append(f"| {e['subject']} ({e['base']}{', mirrored' if e['mirrored'] else ''}) | "
                      + " | ".join(cells) + " |")
     lines += ["", f"Every AU alone (same episode, AU = {APEX:g} at the apex): how far the parts of "
               "the face that the AU leaves still move in the crop, crop px, mean over points and "
-              "faces", "", "| AU | " + " | ".join(ALIGNMENTS) + " |",
-              "|---|" + "---|" * len(ALIGNMENTS)]
+              "faces", "", "| AU | " + " | ".join(VARIANTS) + " |",
+              "|---|" + "---|" * len(VARIANTS)]
     for au, row in result["still_content_shift_px"].items():
-        lines.append(f"| {au} | " + " | ".join(f"{row[n]:.2f}" for n in ALIGNMENTS) + " |")
+        lines.append(f"| {au} | " + " | ".join(f"{row[n]:.2f}" for n in VARIANTS) + " |")
     lines += ["", f"{result['seconds']:.0f} s on {result['machine']}."]
     return "\n".join(lines) + "\n"
 
@@ -353,8 +355,8 @@ def main() -> None:
         return
     started = time.perf_counter()
     clip = faces[f"{NEUTRAL_CLIP}@0-{NEUTRAL_CLIP_FRAMES - 1}"]
-    jitters = {name: jitter(clip, name) for name in ALIGNMENTS}
-    framings = {name: framing(faces, name) for name in ALIGNMENTS}
+    jitters = {name: jitter(clip, name) for name in VARIANTS}
+    framings = {name: framing(faces, name) for name in VARIANTS}
     episodes, still = au_episodes(base_subjects())
     result = {"machine": machine(), "crop_size": CROP_SIZE, "goals": GOALS,
               "episode_frames": list(EPISODE), "apex": APEX,
