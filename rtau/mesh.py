@@ -41,8 +41,10 @@ LEFT_BROW = LEFT_BROW_UPPER
 RIGHT_BROW_INNER, RIGHT_BROW_OUTER = 107, 70
 LEFT_BROW_INNER, LEFT_BROW_OUTER = 336, 300
 
-# Nose: bridge from between the eyes down to the tip; the alar wings (AU9).
+# Nose: bridge from between the eyes down to the tip; the alar wings (AU9); the top of the
+# philtrum, on the midline just below the nose (between the nose base 2 and the lip top 0).
 NOSE_TIP = 1
+PHILTRUM_TOP = 164
 NOSE_ROOT = 168
 NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1)
 RIGHT_NOSE_WING = (48, 64, 98)
@@ -69,13 +71,18 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
 
 
 # Points no facial action moves, for alignment (rtau.align): the four eye corners, where the lids
-# meet on ligaments fixed to the bone. Not the mouth, brows, nose tip or wings (AU9, AU12), and not
-# the nose root and bridge either: MediaPipe's estimates of those follow a brow raise (AU1/AU4)
-# and a smile (measured with benchmarks/alignment.py).
-RIGID_POINTS = (RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER)
+# meet on ligaments fixed to the bone, and the top of the philtrum below the nose, which gives the
+# fit a vertical extent (with the eye corners alone, on one line, MediaPipe's per-frame noise in
+# their heights tilts and scales the crop: 0.373 px of frame-to-frame jitter on single_face.mp4
+# against 0.330 px with the philtrum point). The AU templates (train/data/au_templates.py) move
+# the eye corners under no AU and the philtrum top by at most 0.0125 IOD (AU6 = 5; AU9 0.004,
+# AU12 0.002). Not the mouth, brows, nose tip or wings (AU9, AU12), the nose root and bridge, or
+# the temples: MediaPipe's estimates of those follow brow raises (AU1/AU2/AU4), smiles or the jaw
+# (measured with benchmarks/alignment.py).
+RIGID_POINTS = (RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER, PHILTRUM_TOP)
 MIRROR_PARTNER = {RIGHT_EYE_OUTER: LEFT_EYE_OUTER, RIGHT_EYE_INNER: LEFT_EYE_INNER,
                   LEFT_EYE_INNER: RIGHT_EYE_INNER, LEFT_EYE_OUTER: RIGHT_EYE_OUTER,
-                  **{i: i for i in NOSE_BRIDGE}}
+                  PHILTRUM_TOP: PHILTRUM_TOP, **{i: i for i in NOSE_BRIDGE}}
 """The point's mirror image across the face midline, for the rigid points and the nose bridge."""
 
 
