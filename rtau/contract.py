@@ -10,9 +10,10 @@ One timestep of an rtau model maps `(image, state) -> (aus, state_out)`:
 | `state_out` | B x H     | float32 | next recurrent state                              |
 
 The crops must be made the way the model's training crops were: `rtau.alignment` names the
-alignment of `rtau.align` (`rigid/1`, eye corners). It came with contract version 2, so an older
-rtau refuses such a model instead of feeding it crops of the wrong alignment; a version-1 model
-(the shipped default) names none and was trained on `five-point/1` crops.
+alignment of `rtau.align` (`rigid/1`, eye corners + philtrum top). It came with contract
+version 2, so an older rtau refuses such a model instead of feeding it crops of the wrong
+alignment; a version-1 model (the shipped default) names none and was trained on
+`five-point/1` crops.
 
 An ONNX model carries the contract in its metadata (keys below, all strings); a JSON manifest
 beside it (`model.onnx` -> `model.json`) repeats them and adds the sha256 of the ONNX file,

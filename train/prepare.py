@@ -332,8 +332,9 @@ def prepare_command(
         str, typer.Option("--split", help="train | test | all: subjects of synthetic data.")
     ] = ALL,
     alignment: Annotated[
-        str, typer.Option("--alignment", help="How crops are made: rigid/1 (eye corners) or "
-                          "five-point/1 (legacy: irises, nose tip, mouth corners).")
+        str, typer.Option("--alignment", help="How crops are made: rigid/1 (eye corners + "
+                          "philtrum top) or five-point/1 (legacy: irises, nose tip, mouth "
+                          "corners).")
     ] = DEFAULT_ALIGNMENT,
 ) -> None:
     """Detect, align and store every frame of a dataset as a clip store for training."""

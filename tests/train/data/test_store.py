@@ -274,7 +274,7 @@ def test_the_index_records_the_alignment_and_resuming_keeps_it(tmp_path):
     root = tmp_path / "store"
     with StoreWriter(root, HEADER) as writer:
         write_video(writer, "SN001", make_video(4, 0))
-    assert HEADER.alignment == ALIGNMENT_RIGID  # new stores are aligned on the eye corners
+    assert HEADER.alignment == ALIGNMENT_RIGID  # new stores are aligned by rigid/1
     assert json.loads((root / INDEX_NAME).read_text())["alignment"] == ALIGNMENT_RIGID
     assert ClipStore(root).alignment == ALIGNMENT_RIGID
     legacy = StoreHeader("disfa", S, AUS, "/data/DISFA", ALIGNMENT_FIVE_POINT)
