@@ -549,7 +549,8 @@ def training_record(resolved: ResolvedRecipe, state: RecipeState, evaluation: di
     for name in STAGES[:-1]:
         entry = dict(state.stage(name))
         entry.pop("done", None)
-        entry["seconds"] = round(entry["seconds"], 1)
+        # milliseconds: a short stage (evaluate on a small store) must not read as 0 s
+        entry["seconds"] = round(entry["seconds"], 3)
         stages.append(entry)
     return {"recipe": resolved.name, "preset": resolved.preset, "config": resolved.to_json(),
             "commit": git_commit(), "stages": stages, "evaluation": evaluation}
