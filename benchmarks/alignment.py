@@ -58,6 +58,7 @@ from rtau.align import (
     template,
     transform_points,
 )
+from rtau.capture import decode_frames
 
 NEUTRAL_CLIP = "single_face.mp4"
 NEUTRAL_CLIP_FRAMES = 16  # frames 0-15: neutral (the smile starts ~frame 18)
@@ -92,29 +93,17 @@ def _detect_video(frames: list[np.ndarray], fps: float) -> list[np.ndarray | Non
     return out
 
 
-def _read_frames(path: Path, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def neutral_faces() -> dict[str, list[np.ndarray]]:
     """Landmarks of neutral real faces: name -> list of float32[478, 3] (frames of one face)."""
     from rtau.faces import FaceDetector
     from rtau.media import public_domain_faces, test_media
 
-    clip = _read_frames(test_media(NEUTRAL_CLIP), NEUTRAL_CLIP_FRAMES)
+    clip = decode_frames(test_media(NEUTRAL_CLIP), NEUTRAL_CLIP_FRAMES)
     faces = {f"{NEUTRAL_CLIP}@0-{NEUTRAL_CLIP_FRAMES - 1}":
              [lm for lm in _detect_video(clip, CLIP_FPS) if lm is not None]}
     stills = {"single_face.jpg": cv2.imread(str(test_media("single_face.jpg"))),
               "grace_hopper.jpg": cv2.imread(str(public_domain_faces()[0]))}
-    others = _read_frames(test_media(MIRROR_CLIP), max(MIRROR_CLIP_FRAMES) + 1)
+    others = decode_frames(test_media(MIRROR_CLIP), max(MIRROR_CLIP_FRAMES) + 1)
     for index in MIRROR_CLIP_FRAMES:
         stills[f"{MIRROR_CLIP}@{index}"] = others[index]
     with FaceDetector(video=False) as detector:

@@ -143,16 +143,10 @@ def time_process(clip: Path, reps: int, out_dir: Path, max_faces: int) -> dict:
 
 def sweep_detect_every(clip: Path) -> list[dict]:
     """The face stage alone over `clip` at each DETECT_EVERY: ms per frame, faces found."""
+    from rtau.capture import decode_frames
     from rtau.faces import FaceDetector
 
-    frames = []
-    cap = cv2.VideoCapture(str(clip))
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
+    frames = decode_frames(clip)
     rows = []
     for every in DETECT_EVERY:
         with FaceDetector(max_faces=MAX_FACES, detect_every=every, blendshapes=False) as det:

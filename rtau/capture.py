@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import cv2
 import numpy as np
 
+from rtau.closing import Closing
 from rtau.errors import RtauError
 
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -109,17 +109,12 @@ def _camera_index(source: str | int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class _Source:
+class _Source(Closing):
     """What both kinds of source share: `with source:` closes it."""
 
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class VideoFileSource(_Source):
@@ -444,3 +439,30 @@ def open_source(source: str | int, backoff: Backoff = Backoff(),
             raise SourceError(f"cannot open the stream {text} (FFmpeg could not connect "
                               f"within {STREAM_OPEN_TIMEOUT_MS / 1000:.0f} s)") from None
     return VideoFileSource(text)
+
+
+def decode_frames(path: str | Path, limit: int | None = None) -> list[np.ndarray]:
+    """The frames of a video file in order (BGR uint8[H, W, 3]), the first `limit` of them when
+    given, decoded one by one from the start (no seeking: exact on every container). For tools
+    and tests that want a whole clip in memory; the pipeline reads through `open_source`."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise SourceError(f"{path}: cannot be opened as a video")
+        frames: list[np.ndarray] = []
+        while limit is None or len(frames) < limit:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+        return frames
+    finally:
+        cap.release()
+
+
+def read_frame(path: str | Path, index: int) -> np.ndarray:
+    """Frame `index` (0-based) of a video file, BGR uint8[H, W, 3]; SourceError if it has none."""
+    frames = decode_frames(path, index + 1)
+    if len(frames) <= index:
+        raise SourceError(f"{path}: has no frame {index}")
+    return frames[index]

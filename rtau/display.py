@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from rtau.closing import Closing
 from rtau.errors import RtauError
 from rtau.render import au_table, draw_overlay
 
@@ -31,7 +32,7 @@ def display_available() -> bool:
     return True
 
 
-class WindowDisplay:
+class WindowDisplay(Closing):
     """An OpenCV window showing each frame with the overlay, shown 1:1 (no scaling)."""
 
     def __init__(self, title: str = WINDOW_TITLE) -> None:
@@ -64,14 +65,9 @@ class WindowDisplay:
             self._cv2.waitKey(1)
             self._cv2 = None
 
-    def __enter__(self) -> WindowDisplay:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
-class TerminalDisplay:
+class TerminalDisplay(Closing):
     """A rich Live table (one row per AU, one column per face) on stdout."""
 
     def __init__(self, title: str = "rtau live") -> None:
@@ -104,8 +100,3 @@ class TerminalDisplay:
             self._live.stop()
             self._live = None
 
-    def __enter__(self) -> TerminalDisplay:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -33,6 +33,7 @@ import numpy as np
 
 from rtau.backends import BACKEND_NAMES, Backend, BackendError, backend_importable, create_backend
 from rtau.calibration import Calibrator
+from rtau.closing import Closing
 from rtau.model_files import resolve_model
 
 BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
@@ -122,7 +123,7 @@ def choose_backend(name: str, model_path: str | os.PathLike) -> tuple[Backend, s
     raise BackendError("no backend can run this model: " + "; ".join(skipped))
 
 
-class AUEstimator:
+class AUEstimator(Closing):
     """Per-face AU intensities from BGR frames; see the module docstring.
 
     model: contract ONNX (or engine, for the tensorrt backend); None = $RTAU_MODEL or the
@@ -271,8 +272,3 @@ class AUEstimator:
         self._close_backend()
         self.backend = None
 
-    def __enter__(self) -> AUEstimator:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtau.closing import Closing
 from rtau.detect import DEFAULT_MIN_FACE_PX, Detection, FullRangeDetector
 from rtau.model_files import resolve_landmarker_model
 from rtau.native_logs import quiet_native_logs
@@ -95,7 +96,7 @@ class Region:
                          [0.0, s, CROP_PX / 2.0 - s * self.cy]], np.float32)
 
 
-class FaceDetector:
+class FaceDetector(Closing):
     """Full-range detection + per-face FaceLandmarker on BGR frames (module docstring).
 
     video=True follows faces from frame to frame (frames must come in time order);
@@ -217,11 +218,6 @@ class FaceDetector:
             self._landmarker.close()
             self._landmarker = None
 
-    def __enter__(self) -> FaceDetector:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _centre_inside(box: tuple[float, ...], outer: tuple[float, ...]) -> bool:

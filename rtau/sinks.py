@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from rtau.closing import Closing
 from rtau.records import BOX_DECIMALS, DECIMALS, EstimateLike
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
@@ -42,7 +43,7 @@ def csv_columns(au_names: Sequence[str]) -> list[str]:
     return [*KEY_COLUMNS, *BOX_COLUMNS, *au_names]
 
 
-class _FileSink:
+class _FileSink(Closing):
     def __init__(self, path: str | os.PathLike, au_names: Sequence[str]) -> None:
         self.path = Path(path)
         self.au_names = tuple(au_names)
@@ -72,11 +73,6 @@ class _FileSink:
             self._fh.flush()
             self._fh.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class CsvSink(_FileSink):
@@ -111,7 +107,7 @@ class JsonlSink(_FileSink):
         self._fh.write(json.dumps(record) + "\n")
 
 
-class SinkGroup:
+class SinkGroup(Closing):
     """Several sinks written and closed together (closing never stops at the first error)."""
 
     def __init__(self, sinks: Sequence[Sink] = ()) -> None:
@@ -144,11 +140,6 @@ class SinkGroup:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> SinkGroup:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_sinks(au_names: Sequence[str], csv_path: str | os.PathLike | None = None,

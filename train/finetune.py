@@ -36,6 +36,7 @@ import torch.nn.functional as F
 import typer
 from rich.console import Console
 
+from train import loop
 from train.augment import AugmentConfig, ClipAugment
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import (
@@ -46,27 +47,17 @@ from train.data.store import (
     sample_label_fraction,
 )
 from train.evaluate import fold_videos, video_identities
-from train.loop import (
-    Schedule,
-    load_for_resume,
-    run_steps,
-    save_training_state,
-    seed_torch,
-    start_runtime,
-    step_seed,
-)
-from train.model import AUModel, ModelConfig, load_checkpoint
+from train.model import AUModel, load_checkpoint
 
 STAGE = "finetune"
 MODES = ("full", "linear")
 LOSSES = ("smooth_l1", "l2")
 SCRATCH = "scratch"
 NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out
-FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out"})
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(loop.StageFields):
     """Settings of a stage 2 run; CLI flags map 1:1 to fields (see the module docstring)."""
 
     store: Path
@@ -86,14 +77,6 @@ class FinetuneConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05
-    tiny: bool = False
-    width: float = 0.375
-    hidden_size: int = 256
-    norm: str = "batch"
-    seed: int = 0
-    checkpoint_every: int = 200
-    device: str = "auto"
-    quiet: bool = False
     augment: bool = True
     split: str = ALL  # train | test | all: videos of one split of synthetic data
 
@@ -200,14 +183,7 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> t
     """(model, load report or None) for --init scratch | CKPT, with the store's AUs and size."""
     if config.init == SCRATCH:
         torch.manual_seed(config.seed)
-        if config.tiny:
-            cfg = ModelConfig.tiny(au_names=store.au_names, crop_size=store.crop_size,
-                                   norm=config.norm)
-        else:
-            cfg = ModelConfig(crop_size=store.crop_size, width=config.width,
-                              hidden_size=config.hidden_size, au_names=store.au_names,
-                              norm=config.norm)
-        return AUModel(cfg), None
+        return AUModel(config.model_config(store.crop_size, store.au_names)), None
     init = load_checkpoint(config.init)
     check_alignment(config.init, init.extra, store)
     base = init.model.cfg
@@ -277,7 +253,11 @@ def finetune(
     """Run (or resume) stage 2; returns the checkpoint path. on_step(step, loss) after each step."""
     config.check()
     console = console or Console(stderr=True)
-    runtime = start_runtime(config.device)
+    with loop.training_runtime(config.device) as runtime:
+        return _run(config, runtime, console, on_step)
+
+
+def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_step) -> Path:
     store = ClipStore(config.store)
     train_ids, _ = fold_videos(store, config.fold, config.num_folds)
     in_split = split_video_ids(store, config.split)
@@ -287,7 +267,7 @@ def finetune(
             raise StoreError(f"{store.root}: no training video in split {config.split}")
     frames = sample_label_fraction(store, config.label_fraction, config.label_seed, train_ids)
     out = Path(config.out)
-    resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
+    resumed = loop.load_for_resume(out, STAGE, config, loop.FREE_FIELDS)
     report = None
     if resumed:
         model = resumed.model
@@ -323,7 +303,7 @@ def finetune(
     }
 
     def save(step: int) -> None:
-        save_training_state(out, model, step, STAGE, config, optimizer, history, **extra)
+        loop.save_training_state(out, model, step, STAGE, config, optimizer, history, **extra)
 
     augment = ClipAugment(AugmentConfig())
     # built once: its index of labeled clip positions costs a pass over every label mask
@@ -332,8 +312,7 @@ def finetune(
     device = runtime.device
 
     def step_loss(step: int) -> torch.Tensor:
-        generator = seed_torch(config.seed, runtime.rank, step)
-        rng = np.random.default_rng(step_seed(config.seed, runtime.rank, step))
+        rng, generator = loop.step_generators(config.seed, runtime.rank, step)
         clips = [sampler.sample(rng) for _ in range(config.batch_size)]
         images = torch.from_numpy(np.stack([c.images for c in clips])).to(device)
         labels = torch.from_numpy(np.stack([c.labels for c in clips])).to(device)
@@ -344,8 +323,8 @@ def finetune(
         pred = sequence_outputs(model, images, config.cnn_frozen)
         return masked_loss(pred, labels, mask, config.loss)
 
-    run_steps(
-        stage=STAGE, schedule=Schedule.of(config), start=start, optimizer=optimizer,
+    loop.run_steps(
+        stage=STAGE, schedule=loop.Schedule.of(config), start=start, optimizer=optimizer,
         lr_scales=[g["scale"] for g in groups], step_loss=step_loss, save=save, history=history,
         runtime=runtime, out=out, console=console, quiet=config.quiet,
         items_per_step=config.batch_size, unit="seq", on_step=on_step,

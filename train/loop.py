@@ -14,19 +14,53 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rtau.errors import RtauError
-from train.model import AUModel, Checkpoint, load_checkpoint, save_checkpoint
+from train.model import (
+    DISFA_AUS,
+    AUModel,
+    Checkpoint,
+    ModelConfig,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 SEED_STRIDE = 1_000_003  # spreads (seed, rank, step) over torch's integer seed space
+# fields a resume may change: how long and where it runs, never what it learns
+FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageFields:
+    """The config fields both training stages take, with flags of the same names: the model
+    (`tiny`, a test-sized model, or `width` and `hidden_size`; `norm` batch | group), `seed`,
+    `checkpoint_every` (steps), `device` (auto | cpu | cuda) and `quiet` (no progress)."""
+
+    tiny: bool = False
+    width: float = 0.375
+    hidden_size: int = 256
+    norm: str = "batch"
+    seed: int = 0
+    checkpoint_every: int = 200
+    device: str = "auto"
+    quiet: bool = False
+
+    def model_config(self, crop_size: int, au_names: tuple[str, ...] = DISFA_AUS) -> ModelConfig:
+        """The architecture these fields choose, for crops of crop_size px and these AUs."""
+        if self.tiny:
+            return ModelConfig.tiny(au_names=au_names, crop_size=crop_size, norm=self.norm)
+        return ModelConfig(crop_size=crop_size, width=self.width, hidden_size=self.hidden_size,
+                           au_names=au_names, norm=self.norm)
 
 
 class NonFiniteLoss(RtauError):
@@ -44,16 +78,13 @@ def lr_at(
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def step_seed(seed: int, rank: int, step: int) -> list[int]:
-    """The numpy seed sequence of one step of one rank."""
-    return [seed, rank, step]
-
-
-def seed_torch(seed: int, rank: int, step: int) -> torch.Generator:
-    """Seed torch's global generator (dropout) for this step; returns a generator for data."""
+def step_generators(seed: int, rank: int, step: int) -> tuple[np.random.Generator,
+                                                              torch.Generator]:
+    """(numpy generator, torch generator) for the data of one step of one rank; also seeds
+    torch's global generator (dropout) the same way."""
     value = ((seed * SEED_STRIDE + rank) * SEED_STRIDE + step) % (2**63)
     torch.manual_seed(value)
-    return torch.Generator().manual_seed(value)
+    return np.random.default_rng([seed, rank, step]), torch.Generator().manual_seed(value)
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,17 @@ def start_runtime(device: str = "auto") -> Runtime:
 def stop_runtime() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def training_runtime(device: str = "auto") -> Iterator[Runtime]:
+    """start_runtime for the length of a with block; the process group is left on the way out,
+    on an error or Ctrl-C too."""
+    runtime = start_runtime(device)
+    try:
+        yield runtime
+    finally:
+        stop_runtime()
 
 
 def global_mean(value: torch.Tensor, runtime: Runtime) -> float:

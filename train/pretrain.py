@@ -35,7 +35,7 @@ gathered from all ranks, dynamics negatives stay within a rank's batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -45,35 +45,24 @@ import torch.nn.functional as F
 import typer
 from rich.console import Console
 
+from train import loop
 from train.augment import AugmentConfig, TwoViews
 from train.contrastive import METHODS, ContrastConfig, build_objective
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import ClipStore, StoreError, common_alignment, read_clip
 from train.evaluate import fold_videos, video_identities
-from train.loop import (
-    Runtime,
-    Schedule,
-    load_for_resume,
-    run_steps,
-    save_training_state,
-    seed_torch,
-    start_runtime,
-    step_seed,
-    stop_runtime,
-)
-from train.model import AUModel, ModelConfig
+from train.model import AUModel
 from train.probe import linear_probe
 
 STAGE = "pretrain"
 MIN_FACE_SHARE = 0.5  # a clip with fewer frames with a face than this is redrawn
 MAX_REDRAWS = 8
-FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out"})
 PROBE_HELD_OUT_FOLD, PROBE_FOLDS = 0, 3
 STAGE1_NOISE_STD = 4.0  # grey levels: above the generator's sensor noise (sigma ~2-4)
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(loop.StageFields):
     """Settings of a stage 1 run; CLI flags map 1:1 to fields.
 
     store: clip stores to draw from (labels unused). out: the checkpoint (resumed if present).
@@ -108,16 +97,9 @@ class PretrainConfig:
     per_frame_colour: bool = True
     queue_size: int = 4096
     momentum: float = 0.99
-    tiny: bool = False
-    width: float = 0.375
-    hidden_size: int = 256
-    norm: str = "group"
-    seed: int = 0
-    checkpoint_every: int = 200
+    norm: str = field(default="group", kw_only=True)
     probe_store: Path | None = None
     probe_test_store: Path | None = None
-    device: str = "auto"
-    quiet: bool = False
     split: str = ALL  # train | test | all: of synthetic stores; other stores are used whole
 
     def check(self) -> None:
@@ -146,12 +128,6 @@ class PretrainConfig:
         if self.contrast().dynamics:
             return AugmentConfig(noise_std=self.noise_std, per_frame_colour=self.per_frame_colour)
         return AugmentConfig()
-
-    def model_config(self, crop_size: int) -> ModelConfig:
-        if self.tiny:
-            return ModelConfig.tiny(crop_size=crop_size, norm=self.norm)
-        return ModelConfig(crop_size=crop_size, width=self.width, hidden_size=self.hidden_size,
-                           norm=self.norm)
 
 
 def _split_ids(store: ClipStore, split: str) -> list[str]:
@@ -294,14 +270,11 @@ def pretrain(
     """Run (or resume) stage 1; returns the checkpoint path. on_step(step, loss) after each step."""
     config.check()
     config.contrast().check()
-    runtime = start_runtime(config.device)
-    try:
+    with loop.training_runtime(config.device) as runtime:
         return _run(config, runtime, console or Console(stderr=True), on_step)
-    finally:
-        stop_runtime()
 
 
-def _run(config: PretrainConfig, runtime: Runtime, console: Console, on_step) -> Path:
+def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_step) -> Path:
     stores = [ClipStore(p) for p in config.store]
     alignment = common_alignment(stores)
     contrast = config.contrast()
@@ -312,7 +285,7 @@ def _run(config: PretrainConfig, runtime: Runtime, console: Console, on_step) ->
     identities = stage1_identities(stores, config.split)
     prober = Prober(config, identities)
     out = Path(config.out)
-    resumed = load_for_resume(out, STAGE, config, FREE_FIELDS)
+    resumed = loop.load_for_resume(out, STAGE, config, loop.FREE_FIELDS)
     torch.manual_seed(config.seed)
     model = resumed.model if resumed else AUModel(config.model_config(sampler.crop_size))
     objective = build_objective(model, contrast)
@@ -345,15 +318,14 @@ def _run(config: PretrainConfig, runtime: Runtime, console: Console, on_step) ->
             if not config.quiet:
                 console.print(f"step {step}: linear probe ICC cnn {scores['cnn_icc']:.3f}, "
                               f"gru {scores['gru_icc']:.3f} (unseen identities)")
-        save_training_state(
+        loop.save_training_state(
             out, model, step, STAGE, config, optimizer, history,
             objective=objective.objective_state(), probe=probes, train_identities=identities,
             alignment=alignment,
         )
 
     def step_loss(step: int) -> torch.Tensor:
-        rng = np.random.default_rng(step_seed(config.seed, runtime.rank, step))
-        generator = seed_torch(config.seed, runtime.rank, step)
+        rng, generator = loop.step_generators(config.seed, runtime.rank, step)
         device = runtime.device
         if contrast.dynamics:
             clips, video, frame = sampler.batch(config.batch_size, rng)
@@ -367,8 +339,8 @@ def _run(config: PretrainConfig, runtime: Runtime, console: Console, on_step) ->
         logits, labels = wrapped(view_a.to(device), view_b.to(device))
         return F.cross_entropy(logits, labels)
 
-    run_steps(
-        stage=STAGE, schedule=Schedule.of(config), start=start, optimizer=optimizer,
+    loop.run_steps(
+        stage=STAGE, schedule=loop.Schedule.of(config), start=start, optimizer=optimizer,
         lr_scales=[1.0], step_loss=step_loss, save=save, history=history, runtime=runtime,
         out=out, console=console, quiet=config.quiet, items_per_step=config.batch_size,
         unit="clips", on_step=on_step,

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from rtau.closing import Closing
 from rtau.contract import ModelContract
 
 
@@ -27,7 +28,7 @@ class BackendError(RuntimeError):
     """A backend cannot be created or run; the message is one readable sentence."""
 
 
-class Backend(ABC):
+class Backend(Closing, ABC):
     """Abstract stateful-step backend. Subclasses set `name` and implement `_run`."""
 
     name: str = "abstract"
@@ -66,8 +67,3 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release device resources. Idempotent."""
 
-    def __enter__(self) -> Backend:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

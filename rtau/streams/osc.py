@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from rtau.closing import Closing
 from rtau.errors import RtauError
 from rtau.records import EstimateLike
 from rtau.streams.address import LOOPBACK_HOST, StreamAddress
@@ -33,7 +34,7 @@ def _message(address: str, args: Iterable[tuple[str, object]]) -> bytes:
     return builder.build().dgram
 
 
-class OscSink:
+class OscSink(Closing):
     """Sends AU intensities as OSC datagrams to host:port.
 
     au_names: the model's AU names (order of the floats). names_interval_s: how often
@@ -112,8 +113,3 @@ class OscSink:
         self._sock.close()
         self._sock = None
 
-    def __enter__(self) -> OscSink:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from rtau.aus import CATALOGUE
+from rtau.closing import Closing
 from rtau.errors import RtauError
 from rtau.records import EstimateLike
 from rtau.streams.address import LOOPBACK_HOST, StreamAddress, check_server_address
@@ -90,7 +91,7 @@ class _Client:
         self.in_flight = 0
 
 
-class WebSocketSink:
+class WebSocketSink(Closing):
     """Serves the AU stream and the viewer; see the module docstring.
 
     host/port: where to listen (port 0 = a free port, read it back from `.port`). token: None,
@@ -300,8 +301,3 @@ class WebSocketSink:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
 
-    def __enter__(self) -> WebSocketSink:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

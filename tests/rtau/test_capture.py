@@ -9,7 +9,15 @@ import time
 import cv2
 import pytest
 
-from rtau.capture import Backoff, LiveSource, SourceError, VideoFileSource, open_source
+from rtau.capture import (
+    Backoff,
+    LiveSource,
+    SourceError,
+    VideoFileSource,
+    decode_frames,
+    open_source,
+    read_frame,
+)
 from rtau.media import test_media as media_file
 
 SINGLE_FACE_FRAMES = 72
@@ -33,6 +41,20 @@ def test_file_is_read_in_order_without_skipping(clip):
         ok, image = cap.read()
         assert ok and (image == frame.image).all()
     assert not cap.read()[0]
+
+
+def test_decode_frames_and_read_frame_give_the_sequential_decode(clip, tmp_path):
+    frames = decode_frames(clip)
+    assert len(frames) == SINGLE_FACE_FRAMES and frames[0].shape == (360, 640, 3)
+    first = decode_frames(clip, limit=5)
+    assert len(first) == 5 and all((a == b).all() for a, b in zip(first, frames[:5], strict=True))
+    assert (read_frame(clip, 40) == frames[40]).all()
+    with pytest.raises(SourceError, match=f"has no frame {SINGLE_FACE_FRAMES}"):
+        read_frame(clip, SINGLE_FACE_FRAMES)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n")
+    with pytest.raises(SourceError, match="cannot be opened as a video"):
+        decode_frames(text)
 
 
 def test_prefetch_stops_early_when_asked(clip):

@@ -5,11 +5,9 @@ Run: `python -m pytest tests/train/test_augment.py -q`.
 
 from __future__ import annotations
 
-import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from train.augment import AugmentConfig, ClipAugment, TwoViews  # noqa: E402
+from train.augment import AugmentConfig, ClipAugment, TwoViews
 
 S = 32
 GEOMETRY_ONLY = AugmentConfig(brightness=0, contrast=0, saturation=0, blur_probability=0,

@@ -6,18 +6,16 @@ Run: `python -m pytest tests/train/test_contrastive.py -q`.
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-torch = pytest.importorskip("torch")
-
-import torch.nn.functional as F  # noqa: E402
-
-from train.contrastive import (  # noqa: E402
+from train.contrastive import (
     MASKED_LOGIT,
     ClipContrast,
     ContrastConfig,
     DynamicsContrast,
 )
-from train.model import AUModel, ModelConfig  # noqa: E402
+from train.model import AUModel, ModelConfig
 
 S = 32
 

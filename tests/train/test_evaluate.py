@@ -10,15 +10,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from typer.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-
-from typer.testing import CliRunner  # noqa: E402
-
-from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store  # noqa: E402
-from train.__main__ import app  # noqa: E402
-from train.data.store import ClipStore, StoreError  # noqa: E402
-from train.evaluate import (  # noqa: E402
+from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store
+from train.__main__ import app
+from train.data.store import ClipStore, StoreError
+from train.evaluate import (
     EvaluateConfig,
     check_no_leak,
     evaluate,
@@ -27,8 +25,8 @@ from train.evaluate import (  # noqa: E402
     subject_folds,
     video_identities,
 )
-from train.finetune import FinetuneConfig, finetune  # noqa: E402
-from train.model import AUModel, ModelConfig  # noqa: E402
+from train.finetune import FinetuneConfig, finetune
+from train.model import AUModel, ModelConfig
 
 
 @pytest.fixture(scope="module")

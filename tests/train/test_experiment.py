@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from typer.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-
-from typer.testing import CliRunner  # noqa: E402
-
-import train.experiment as experiment  # noqa: E402
-from train.__main__ import app  # noqa: E402
+import train.experiment as experiment
+from train.__main__ import app
 
 MICRO = experiment.Preset(
     train_subjects=2, test_subjects=1, frames=40, frame_size=(256, 192), crop_size=48,

@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
+import torch
+from typer.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-
-from typer.testing import CliRunner  # noqa: E402
-
-import train.export as export_module  # noqa: E402
-from rtau.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from rtau.bench import face_crops, unrolled_parity  # noqa: E402
-from rtau.contract import manifest_path, read_onnx_contract, sha256_file  # noqa: E402
-from tests.conftest import randomised_model  # noqa: E402
-from train.__main__ import app  # noqa: E402
-from train.export import ExportConfig, ExportError, export_onnx, torch_step  # noqa: E402
-from train.model import ModelConfig, save_checkpoint  # noqa: E402
+import train.export as export_module
+from rtau.backends.onnxruntime import OnnxRuntimeBackend
+from rtau.bench import face_crops, unrolled_parity
+from rtau.contract import manifest_path, read_onnx_contract, sha256_file
+from tests.conftest import randomised_model
+from train.__main__ import app
+from train.export import ExportConfig, ExportError, export_onnx, torch_step
+from train.model import ModelConfig, save_checkpoint
 
 LONG_RUN = 500
 

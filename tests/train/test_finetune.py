@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store  # noqa: E402
-from train.data.store import StoreError  # noqa: E402
-from train.finetune import (  # noqa: E402
+from tests.train.resume import interrupted_then_resumed
+from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store
+from train.data.store import StoreError
+from train.finetune import (
     FinetuneConfig,
     finetune,
     freeze_batch_norm_statistics,
@@ -21,9 +21,9 @@ from train.finetune import (  # noqa: E402
     masked_loss,
     sequence_outputs,
 )
-from train.loop import NonFiniteLoss  # noqa: E402
-from train.model import AUModel, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
-from train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from train.loop import NonFiniteLoss
+from train.model import AUModel, ModelConfig, load_checkpoint, save_checkpoint
+from train.pretrain import PretrainConfig, pretrain
 
 
 @pytest.fixture(scope="module")
@@ -167,20 +167,8 @@ def test_sparse_labels_use_only_the_sampled_frames(store, tmp_path):
 
 def test_resume_equals_uninterrupted(store, pretrained, tmp_path):
     whole = config(store, tmp_path / "whole.pt", init=str(pretrained), label_fraction=0.2)
-    finetune(whole)
-
-    def interrupt(step: int, _loss: float) -> None:
-        if step == 3:
-            raise KeyboardInterrupt
-
-    parts = dataclasses.replace(whole, out=tmp_path / "parts.pt")
-    with pytest.raises(KeyboardInterrupt):
-        finetune(parts, on_step=interrupt)
-    finetune(parts)
-    a, b = load_checkpoint(whole.out), load_checkpoint(parts.out)
-    assert a.step == b.step == 6 and a.extra["history"] == b.extra["history"]
-    for key, value in a.model.state_dict().items():
-        assert torch.equal(value, b.model.state_dict()[key]), key
+    a, b, saved = interrupted_then_resumed(finetune, whole, tmp_path / "parts.pt", stop_at=3)
+    assert saved == 4 and a.step == b.step == 6  # saved on the interrupt, atomically
 
 
 def test_linear_baseline_trains_only_the_head(store, pretrained, tmp_path):

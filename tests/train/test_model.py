@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from tests.conftest import randomised_model  # noqa: E402
-from train.model import (  # noqa: E402
+from tests.conftest import randomised_model
+from train.model import (
     AUModel,
     ModelConfig,
     count_flops_per_frame,

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from rtau import media
 from rtau.align import align_face
+from rtau.capture import decode_frames
 from train.__main__ import app
 from train.data.store import INDEX_NAME, VIDEOS_DIR, ClipStore, StoreError
 from train.prepare import PrepareConfig, prepare
@@ -36,14 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def face_frames() -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(media.test_media("single_face.mp4")))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = decode_frames(media.test_media("single_face.mp4"))
     picked = frames[::3][:CLIP_FRAMES]
     assert len(picked) == CLIP_FRAMES
     return picked

@@ -18,14 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-pytest.importorskip("torch")
-
-from typer.testing import CliRunner  # noqa: E402
-
-from rtau.contract import read_onnx_contract, sha256_file  # noqa: E402
-from train.__main__ import app  # noqa: E402
-from train.recipe import STAGES, RecipeConfig, RecipeError, resolve  # noqa: E402
+from rtau.contract import read_onnx_contract, sha256_file
+from train.__main__ import app
+from train.recipe import STAGES, RecipeConfig, RecipeError, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_FINETUNE_STEPS = 8  # long enough to interrupt it between its checkpoints

@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rtau.capture import read_frame
 from rtau.errors import RtauError
 from train.data import morph as mo
 
@@ -164,19 +165,9 @@ def largest_face(detector, image: np.ndarray):
 
 def _read(face: RealFace) -> np.ndarray:
     path = face.path()
-    if face.frame is None:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    else:
-        cap = cv2.VideoCapture(str(path))
-        try:
-            image = None
-            for _ in range(face.frame + 1):
-                ok, image = cap.read()
-                if not ok:
-                    image = None
-                    break
-        finally:
-            cap.release()
+    if face.frame is not None:
+        return read_frame(path, face.frame)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise RtauError(f"{path}: cannot be read")
     return image

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtau.closing import Closing
 from rtau.contract import ALIGNMENT_RIGID, write_json_atomic
 from train.data.store import (
     CROPS_NAME,
@@ -77,7 +78,7 @@ class StoreHeader:
         }
 
 
-class StoreWriter:
+class StoreWriter(Closing):
     """Exclusive write access to a store (a context manager; the lock is released on exit)."""
 
     def __init__(self, root: str | Path, header: StoreHeader):
@@ -162,11 +163,6 @@ class StoreWriter:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
 
-    def __enter__(self) -> StoreWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class VideoEntryWriter:

@@ -47,6 +47,7 @@ import numpy as np
 import typer
 
 from rtau.aus import au_number
+from rtau.capture import read_frame
 from rtau.errors import RtauError
 from train.data.appearance import (
     LidPainter,
@@ -156,21 +157,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _read_frame(path: Path, index: int) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise RtauError(f"{path}: cannot be opened as a video")
-        frame = None
-        for _ in range(index + 1):
-            ok, frame = cap.read()
-            if not ok:
-                raise RtauError(f"{path}: has no frame {index}")
-        return frame
-    finally:
-        cap.release()
-
-
 def load_folder_faces(faces: str) -> list[BaseFace]:
     """Every image / video (its first frame) in a folder: one person each (identity = stem)."""
     folder = Path(faces)
@@ -186,7 +172,7 @@ def load_folder_faces(faces: str) -> list[BaseFace]:
                                   path.stem))
         elif suffix in VIDEO_SUFFIXES:
             found.append(BaseFace(f"{path.stem}@0", str(path), 0, _sha256(path),
-                                  _read_frame(path, 0), path.stem))
+                                  read_frame(path, 0), path.stem))
     if not found:
         raise RtauError(f"--faces {faces}: no images ({', '.join(IMAGE_SUFFIXES)}) or videos found")
     return found

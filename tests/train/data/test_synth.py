@@ -13,11 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import cv2
 import matplotlib
 import numpy as np
 import pytest
 
+from rtau.capture import decode_frames
 from train.data import face_regions as regions
 from train.data.au_templates import TEMPLATE_AUS, FaceFrame
 from train.data.episodes import JAW_LIP_RATIO, sample_intensities
@@ -48,15 +48,7 @@ def _config(out: Path, faces: Path, **kw) -> SynthConfig:
 
 
 def _decode(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.stack(frames)
+    return np.stack(decode_frames(path))
 
 
 def _labels(out: Path, subject: str) -> dict[str, list[str]]:
