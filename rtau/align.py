@@ -75,19 +75,25 @@ earlier face stage and are kept: today's landmarks put them within 0.06 px of th
 
 FIVE_POINT = "five-point/1"
 RIGID = "rigid/1"
+RIGID_STABILISED = "rigid/2"
 LEGACY_ALIGNMENT = FIVE_POINT
 """What a model or a clip store that names no alignment was made with."""
-DEFAULT_ALIGNMENT = RIGID
+DEFAULT_ALIGNMENT = RIGID_STABILISED
 """What new clip stores, checkpoints and exported models use."""
 
 
 @dataclass(frozen=True, eq=False)
 class Alignment:
-    """A named alignment: landmark indices and their template (float64[N, 2], crop px, S = 112)."""
+    """A named alignment: landmark indices and their template (float64[N, 2], crop px, S = 112).
+
+    stabilised: in video, the points are filtered over time per face before the fit
+    (`rtau.stabilise.AlignmentStabiliser`); a still image or a first frame is fitted as it is.
+    """
 
     name: str
     indices: tuple[int, ...]
     template_112: np.ndarray
+    stabilised: bool = False
 
     def template(self, size: int = CROP_SIZE) -> np.ndarray:
         """The template in crop pixels of an S x S crop, float64[N, 2]."""
@@ -109,6 +115,7 @@ class Alignment:
 ALIGNMENTS: dict[str, Alignment] = {
     FIVE_POINT: Alignment(FIVE_POINT, FIVE_POINT_INDICES, CANONICAL_TEMPLATE),
     RIGID: Alignment(RIGID, RIGID_INDICES, RIGID_TEMPLATE),
+    RIGID_STABILISED: Alignment(RIGID_STABILISED, RIGID_INDICES, RIGID_TEMPLATE, stabilised=True),
 }
 
 
@@ -174,19 +181,28 @@ def invert(matrix: np.ndarray) -> np.ndarray:
 
 
 def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE,
-               alignment: str = DEFAULT_ALIGNMENT) -> AlignedFace:
+               alignment: str = DEFAULT_ALIGNMENT,
+               matrix: np.ndarray | None = None) -> AlignedFace:
     """Crop the face of `landmarks` (frame pixels) to a canonical uint8[S, S, 3] BGR crop.
 
     frame_bgr: uint8[H, W, 3]; landmarks: float[478, 2|3] in frame pixels; alignment: a name of
-    `ALIGNMENTS` (the one the model was trained on: `ModelContract.alignment`). Pixels outside
-    the frame repeat the border (no black wedges for faces at the frame edge).
+    `ALIGNMENTS` (the one the model was trained on: `ModelContract.alignment`). matrix: float[2,
+    3] frame px -> crop px already made for this face and frame, in video by
+    `rtau.stabilise.AlignmentStabiliser.matrix` for the same alignment; None fits `alignment`
+    to these landmarks alone (a still image). Pixels outside the frame repeat the border (no
+    black wedges for faces at the frame edge).
     """
     if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"frame must be uint8[H, W, 3] BGR, got {frame_bgr.dtype}"
                          f"{list(frame_bgr.shape)}")
     if size < 8:
         raise ValueError(f"crop size must be at least 8 px, got {size}")
-    matrix = get_alignment(alignment).matrix(landmarks, size)
+    fitted = get_alignment(alignment)
+    if matrix is None:
+        matrix = fitted.matrix(landmarks, size)
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.shape != (2, 3):
+        raise ValueError(f"matrix must be float[2, 3], got shape {list(matrix.shape)}")
     crop = cv2.warpAffine(frame_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return AlignedFace(crop=crop, matrix=matrix.astype(np.float32))

@@ -10,7 +10,8 @@ One timestep of an rtau model maps `(image, state) -> (aus, state_out)`:
 | `state_out` | B x H     | float32 | next recurrent state                              |
 
 The crops must be made the way the model's training crops were: `rtau.alignment` names the
-alignment of `rtau.align` (`rigid/1`, eye corners + philtrum top). It came with contract
+alignment of `rtau.align` (`rigid/2`: eye corners + philtrum top, stabilised over time in
+video; `rigid/1` the same points unfiltered). It came with contract
 version 2, so an older rtau refuses such a model instead of feeding it crops of the wrong
 alignment; a version-1 model (the shipped default) names none and was trained on
 `five-point/1` crops.
@@ -39,7 +40,9 @@ READABLE_CONTRACT_VERSIONS = (1, 2)
 """Version 1 has no alignment entry and means `five-point/1` alignment."""
 ALIGNMENT_FIVE_POINT = "five-point/1"  # rtau.align.FIVE_POINT; not imported: align needs cv2
 ALIGNMENT_RIGID = "rigid/1"  # rtau.align.RIGID
-KNOWN_ALIGNMENTS = (ALIGNMENT_FIVE_POINT, ALIGNMENT_RIGID)
+ALIGNMENT_RIGID_STABILISED = "rigid/2"  # rtau.align.RIGID_STABILISED: rigid/1, filtered in video
+KNOWN_ALIGNMENTS = (ALIGNMENT_FIVE_POINT, ALIGNMENT_RIGID, ALIGNMENT_RIGID_STABILISED)
+ALIGNMENT_DEFAULT = ALIGNMENT_RIGID_STABILISED  # rtau.align.DEFAULT_ALIGNMENT
 
 INPUT_IMAGE = "image"
 INPUT_STATE = "state"

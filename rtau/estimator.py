@@ -9,7 +9,9 @@ Run:
 One frame goes through: full-range face detection + MediaPipe FaceLandmarker per face
 (`rtau.faces.FaceDetector`, landmarks in frame pixels) -> `FaceTracker` (stable ids) ->
 `align_face` (S x S uint8 BGR crop; S and the alignment from the model's contract, so every
-model sees crops made the way its training crops were) -> ONE batched backend step for all
+model sees crops made the way its training crops were; a stabilised alignment, `rigid/2`,
+filters each face id's points over the frames' timestamps with `rtau.stabilise`, as `train
+prepare` does over a video's frames) -> ONE batched backend step for all
 faces of the frame, each with its own recurrent state. A new face id starts from the zero state;
 an id the tracker drops (lost for more than `max_lost` frames) has its state freed; a face that
 is only briefly lost (occluded, turned away, out of frame: by default up to 30 frames, a second
@@ -139,6 +141,7 @@ class AUEstimator(Closing):
                  calibrate_seconds: float = 0.0, min_confidence: float = 0.5,
                  landmarker_model: str | os.PathLike | None = None) -> None:
         from rtau.faces import FaceDetector  # lazy: MediaPipe is heavy
+        from rtau.stabilise import AlignmentStabiliser  # lazy: rtau.align needs OpenCV
         from rtau.tracking import FaceTracker
 
         if max_faces < 1:
@@ -157,6 +160,7 @@ class AUEstimator(Closing):
             self._close_backend()
             raise
         self.tracker = FaceTracker(max_lost=max_lost)
+        self.stabiliser = AlignmentStabiliser(self.alignment, self.crop_size)
         self.calibrator = Calibrator(calibrate_seconds)
         self._states: dict[int, np.ndarray] = {}
         self._ages: dict[int, int] = {}
@@ -198,7 +202,11 @@ class AUEstimator(Closing):
 
     def estimate(self, frame_bgr: np.ndarray, faces: Sequence, timestamp_ms: float = 0.0,
                  timings: Mapping[str, float] | None = None) -> list[FaceEstimate]:
-        """Track `faces` (from `detect` on this frame), align, step all of them in one batch."""
+        """Track `faces` (from `detect` on this frame), align, step all of them in one batch.
+
+        timestamp_ms: the frame's video time, which a stabilised alignment filters over (a
+        timestamp that does not advance counts as one frame at 30 fps).
+        """
         from rtau.align import align_face
 
         frame_timings = dict(timings or {})
@@ -210,9 +218,12 @@ class AUEstimator(Closing):
             self.calibrator.forget(face_id)
         size = self.crop_size
         alignment = self.alignment
+        # a face missed on this frame restarts its filter when it is found again
+        self.stabiliser.keep(tf.id for tf in tracked)
         crops = np.empty((len(tracked), size, size, 3), np.uint8)
         for i, tf in enumerate(tracked):
-            crops[i] = align_face(frame_bgr, tf.face.landmarks, size, alignment).crop
+            matrix = self.stabiliser.matrix(tf.id, tf.face.landmarks, timestamp_ms)
+            crops[i] = align_face(frame_bgr, tf.face.landmarks, size, alignment, matrix).crop
         t1 = time.perf_counter()
         ids = [tf.id for tf in tracked]
         zero = None
@@ -255,8 +266,10 @@ class AUEstimator(Closing):
                              {"landmarks": landmarks_ms})
 
     def reset(self) -> None:
-        """Forget every face (states, ids' baselines); the tracker keeps counting ids."""
+        """Forget every face (states, ids' baselines, alignment filters); the tracker keeps
+        counting ids."""
         self._states.clear()
+        self.stabiliser.reset()
         self._ages.clear()
         self.calibrator.reset()
 

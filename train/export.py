@@ -41,8 +41,8 @@ from torch import nn
 
 from rtau.bench import face_crops, unrolled_parity
 from rtau.contract import (
+    ALIGNMENT_DEFAULT,
     ALIGNMENT_FIVE_POINT,
-    ALIGNMENT_RIGID,
     INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
@@ -87,7 +87,7 @@ class ExportConfig:
     seed: int = 0
     scores: Path | None = None
     limits: str = ""
-    alignment: str = ALIGNMENT_RIGID  # of the training crops; the CLI takes the checkpoint's
+    alignment: str = ALIGNMENT_DEFAULT  # of the training crops; the CLI takes the checkpoint's
     training: dict | None = None  # how the model was made (`python -m train recipe`), verbatim
 
 

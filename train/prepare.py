@@ -4,17 +4,17 @@
     python -m train prepare --dataset videos --root ~/clips --out stores/clips --workers 2
     python -m train prepare --dataset disfa --root data/synth --out stores/synth_test --split test
 
-Per frame: MediaPipe FaceLandmarker (rtau.faces, the same wrapper the live app uses) -> the
-largest face -> alignment to an S x S crop (rtau.align; `--alignment rigid/1`, on the eye
-corners, by default; the store's index records it and training keeps stores apart by it). Frames
-without a face stay in
-place as gaps (zero crop, face_found False, labels masked), so frame i keeps the labels of frame
-i. Labels are read and checked for every video before any decoding starts. Videos run in
-parallel worker processes (each owns its landmarker); a video enters the store only when
-complete, so an interrupted prepare resumes where it stopped when run again with the same
-arguments. Ends with a summary table of the whole store. `--split train|test` keeps only the
-subjects of that split of synthetic data (read from ROOT/synth.json; `all`, the default, keeps
-every video of any dataset).
+Per frame: MediaPipe FaceLandmarker (rtau.faces, the same wrapper the live app uses) -> the largest
+face -> alignment to an S x S crop (rtau.align; `--alignment rigid/2`, on the eye corners and
+philtrum top, filtered over the video's frames by rtau.stabilise as the live path does, by default;
+the store's index records it and training keeps stores apart by it). Frames without a face stay in
+place as gaps (zero crop, face_found False, labels masked; the filter starts afresh after one), so
+frame i keeps the labels of frame i. Labels are read and checked for every video before any
+decoding starts. Videos run in parallel worker processes (each owns its landmarker); a video enters
+the store only when complete, so an interrupted prepare resumes where it stopped when run again
+with the same arguments. Ends with a summary table of the whole store. `--split train|test` keeps
+only the subjects of that split of synthetic data (read from ROOT/synth.json; `all`, the default,
+keeps every video of any dataset).
 """
 
 from __future__ import annotations
@@ -42,19 +42,21 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rtau.contract import ALIGNMENT_RIGID, KNOWN_ALIGNMENTS
+from rtau.contract import ALIGNMENT_DEFAULT, KNOWN_ALIGNMENTS
 from train.data.source import DatasetError, SourceVideo
 from train.data.splits import ALL, check_split, select_subjects
 from train.data.store import ClipStore, VideoEntry
 from train.data.store_writer import StoreHeader, StoreWriter, VideoEntryWriter
 
 DEFAULT_CROP_SIZE = 112  # rtau.align.CROP_SIZE; not imported so that `--help` stays fast
-DEFAULT_ALIGNMENT = ALIGNMENT_RIGID  # rtau.align.DEFAULT_ALIGNMENT
+DEFAULT_ALIGNMENT = ALIGNMENT_DEFAULT  # rtau.align.DEFAULT_ALIGNMENT
 MIN_CROP_SIZE = 32
 DEFAULT_WORKERS = max(1, os.cpu_count() or 1)
 PROGRESS_EVERY = 16  # frames between progress messages from a worker
 POLL_SECONDS = 0.1
 MS_PER_SECOND = 1000.0
+VIDEO_TRACK = 0
+"""The one face a video's crops follow (its largest), as a stabiliser track id."""
 
 
 class Dataset(StrEnum):
@@ -138,8 +140,10 @@ def prepare_video(
     """
     from rtau.align import align_face
     from rtau.faces import FaceDetector
+    from rtau.stabilise import AlignmentStabiliser
 
     pending = 0
+    stabiliser = AlignmentStabiliser(alignment, crop_size)  # fresh for every video
     with (
         FaceDetector(max_faces=max_faces, video=True) as detector,
         VideoEntryWriter(store_root, source.id, crop_size) as writer,
@@ -148,9 +152,11 @@ def prepare_video(
             faces = detector.detect(frame, timestamp)
             if faces:
                 face = _largest(faces)
-                aligned = align_face(frame, face.landmarks, crop_size, alignment)
+                matrix = stabiliser.matrix(VIDEO_TRACK, face.landmarks, timestamp)
+                aligned = align_face(frame, face.landmarks, crop_size, alignment, matrix)
                 writer.append(aligned.crop, face.landmarks)
             else:
+                stabiliser.reset()  # the face found after a gap starts its filter afresh
                 writer.append(None, None)
             pending += 1
             if report is not None and pending >= PROGRESS_EVERY:
@@ -332,8 +338,9 @@ def prepare_command(
         str, typer.Option("--split", help="train | test | all: subjects of synthetic data.")
     ] = ALL,
     alignment: Annotated[
-        str, typer.Option("--alignment", help="How crops are made: rigid/1 (eye corners + "
-                          "philtrum top) or five-point/1 (legacy: irises, nose tip, mouth "
+        str, typer.Option("--alignment", help="How crops are made: rigid/2 (eye corners + "
+                          "philtrum top, stabilised over the frames), rigid/1 (the same points, "
+                          "unfiltered) or five-point/1 (legacy: irises, nose tip, mouth "
                           "corners).")
     ] = DEFAULT_ALIGNMENT,
 ) -> None:

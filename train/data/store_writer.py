@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rtau.closing import Closing
-from rtau.contract import ALIGNMENT_RIGID, write_json_atomic
+from rtau.contract import ALIGNMENT_DEFAULT, write_json_atomic
 from train.data.store import (
     CROPS_NAME,
     ENTRY_NAME,
@@ -62,7 +62,7 @@ class StoreHeader:
     crop_size: int
     au_names: tuple[str, ...]
     source_root: str
-    alignment: str = ALIGNMENT_RIGID  # rtau.align name of how the crops were made
+    alignment: str = ALIGNMENT_DEFAULT  # rtau.align name of how the crops were made
 
     def to_json(self) -> dict:
         return {
