@@ -221,15 +221,16 @@ def test_import_rtau_is_light():
 
 
 def test_crops_follow_the_alignment_the_model_declares(backend):
-    # The tiny test model is a new export (rigid/1); the shipped default declares nothing and
-    # was trained on five-point/1 crops. Each must get its own kind of crop, from the same frame.
-    from rtau.align import FIVE_POINT, RIGID, align_face
+    # The tiny test model is a new export (rigid/2, the default); the shipped default declares
+    # nothing and was trained on five-point/1 crops. Each must get its own kind of crop, from the
+    # same frame (a face's first frame: rigid/2 filters nothing yet).
+    from rtau.align import FIVE_POINT, RIGID_STABILISED, align_face
     from rtau.model_files import DEFAULT_MODEL
 
     with VideoFileSource(media_file("single_face.mp4")) as source:
         frame = next(iter(source.frames()))
     with OnnxRuntimeBackend(DEFAULT_MODEL, device="cpu") as default:
-        models = ((backend, RIGID), (default, FIVE_POINT))
+        models = ((backend, RIGID_STABILISED), (default, FIVE_POINT))
         crops = {}
         for model, expected in models:
             assert model.contract.alignment == expected
@@ -240,4 +241,58 @@ def test_crops_follow_the_alignment_the_model_declares(backend):
             reference = align_face(frame.image, face.landmarks, size, expected).crop
             np.testing.assert_array_equal(face.crop, reference)
             crops[expected] = face.crop.astype(np.float32)
-    assert np.abs(crops[RIGID] - crops[FIVE_POINT]).mean() > 1.0  # the two really differ
+    assert np.abs(crops[RIGID_STABILISED] - crops[FIVE_POINT]).mean() > 1.0  # they really differ
+
+
+def test_each_face_id_keeps_its_own_alignment_filter(backend):
+    """Two faces side by side (left: the clip, right: its mirror image played backwards from
+    frame 19): each id's crops must be those of a stabiliser fed that face alone, at the frames'
+    timestamps; a face the tracker misses on a frame starts afresh."""
+    import cv2
+
+    from rtau.align import RIGID_STABILISED, align_face
+    from rtau.faces import DEFAULT_DETECT_EVERY
+    from rtau.stabilise import AlignmentStabiliser
+
+    assert backend.contract.alignment == RIGID_STABILISED
+    frames = 12
+    with VideoFileSource(media_file("single_face.mp4")) as source:
+        clip = [f.image for f in source.frames()][:20]
+    seen: dict[int, list] = {}
+    with AUEstimator(backend=backend, max_faces=2) as est:
+        for t in range(frames):
+            pair = np.hstack([clip[t], cv2.flip(clip[len(clip) - 1 - t], 1)])
+            for face in est.update(pair, t * 1000.0 / 30.0):
+                seen.setdefault(face.id, []).append((t, pair, face))
+        assert sorted(est.stabiliser.tracks) == sorted(seen)
+    assert len(seen) == 2 and all(len(v) == frames for v in seen.values())
+    filtered_frames = 0
+    for history in seen.values():
+        alone = AlignmentStabiliser(RIGID_STABILISED)
+        for t, pair, face in history:
+            matrix = alone.matrix("only", face.landmarks, t * 1000.0 / 30.0)
+            expected = align_face(pair, face.landmarks, alignment=RIGID_STABILISED,
+                                  matrix=matrix).crop
+            np.testing.assert_array_equal(face.crop, expected, err_msg=f"face {face.id}, {t}")
+            plain = align_face(pair, face.landmarks, alignment=RIGID_STABILISED).crop
+            filtered_frames += int(not np.array_equal(face.crop, plain))
+    # the check has power only if the filter acts: after each face's first frame, crops differ
+    # from the plain fit
+    assert filtered_frames >= 2 * (frames - 2)
+    # a face missed on a frame restarts its filter: drop one face for a frame, then bring it back
+    half = clip[0].shape[1]
+    with AUEstimator(backend=backend, max_faces=2) as est:
+        for t in range(3):
+            faces = est.update(np.hstack([clip[t], cv2.flip(clip[t], 1)]), t * 33.0)
+        right_id = next(f.id for f in faces if f.box[0] > half)
+        (kept,) = est.update(np.hstack([clip[3], np.full_like(clip[3], 128)]), 99.0)
+        assert est.stabiliser.tracks == [kept.id] and kept.id != right_id
+        back = None
+        for t in range(4, 4 + 2 * DEFAULT_DETECT_EVERY):  # found again at the next detection
+            pair = np.hstack([clip[t], cv2.flip(clip[t], 1)])
+            back = next((f for f in est.update(pair, t * 33.0) if f.box[0] > half), None)
+            if back is not None:
+                break
+        assert back is not None and back.id == right_id  # the tracker kept its id...
+        plain = align_face(pair, back.landmarks, alignment=RIGID_STABILISED).crop
+        np.testing.assert_array_equal(back.crop, plain)  # ...but its filter started afresh
