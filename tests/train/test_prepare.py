@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 from rtau import media
 from rtau.align import align_face
 from rtau.capture import decode_frames
+from rtau.stabilise import AlignmentStabiliser
 from train.__main__ import app
 from train.data.store import INDEX_NAME, VIDEOS_DIR, ClipStore, StoreError
-from train.prepare import PrepareConfig, prepare
+from train.prepare import PrepareConfig, _timestamps_ms, prepare
 
 CLIP_FRAMES = 20  # every 3rd frame of the 72-frame clip: neutral, then smiling
 GAPS = (4, 5, 13)  # frame indices replaced by a flat frame: no face there
@@ -116,19 +117,38 @@ def test_disfa_round_trips_every_label_and_finds_the_face(tmp_path, face_frames)
     # neighbouring face frames align to similar crops: the crop follows the face
     crops = store.crops("SN001").astype(np.float32)
     assert np.abs(crops[1] - crops[0]).mean() < 40
-    # the crops are rigid/1 (eye-corner) crops of the stored landmarks, and the index says so
-    assert store.alignment == "rigid/1"
+    # the crops are rigid/2 crops of the stored landmarks (the default), and the index says so
+    assert store.alignment == "rigid/2"
+    video = tmp_path / "DISFA" / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi"
     first = int(np.flatnonzero(store.face_found("SN001"))[0])
-    decoded = cv2.VideoCapture(str(tmp_path / "DISFA" / "Videos_LeftCamera"
-                                   / "LeftVideoSN001_comp.avi"))
-    for _ in range(first + 1):
-        ok, frame = decoded.read()
-    decoded.release()
-    assert ok
+    frame = decode_frames(video)[first]
     landmarks = store.landmarks("SN001")[first]
-    for name, same in (("rigid/1", True), ("five-point/1", False)):
-        crop = align_face(frame, landmarks, CROP, name).crop
+    for name, same in (("rigid/2", True), ("rigid/1", True), ("five-point/1", False)):
+        crop = align_face(frame, landmarks, CROP, name).crop  # a first frame: nothing filtered
         assert np.array_equal(crop, store.crops("SN001")[first]) == same
+    filtered = check_stabilised(store, "SN001", video)
+    assert filtered >= CLIP_FRAMES - 2 * len(GAPS) - 2  # the check has power: the filter acts
+
+
+def check_stabilised(store: ClipStore, video_id: str, video: Path) -> int:
+    """The store's crops are those of one stabiliser walking the video's frames at their
+    timestamps, fresh at the video's start and after every gap; returns how many differ from the
+    plain rigid fit."""
+    stabiliser = AlignmentStabiliser(store.alignment, CROP)
+    found, landmarks, crops = (store.face_found(video_id), store.landmarks(video_id),
+                               store.crops(video_id))
+    fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS)
+    differ = 0
+    for i, (frame, ms) in enumerate(zip(decode_frames(video), _timestamps_ms(fps), strict=False)):
+        if not found[i]:
+            stabiliser.reset()
+            continue
+        matrix = stabiliser.matrix(0, landmarks[i], ms)
+        expected = align_face(frame, landmarks[i], CROP, store.alignment, matrix).crop
+        np.testing.assert_array_equal(crops[i], expected, err_msg=f"{video_id} frame {i}")
+        differ += int(not np.array_equal(crops[i], align_face(frame, landmarks[i], CROP,
+                                                              "rigid/1").crop))
+    return differ
 
 
 def test_cli_parallel_workers_and_summary(tmp_path, face_frames):
@@ -142,6 +162,11 @@ def test_cli_parallel_workers_and_summary(tmp_path, face_frames):
     store = ClipStore(tmp_path / "s")
     check_video(store, "SN001", written["SN001"], gap_mask(CLIP_FRAMES))
     check_video(store, "SN002", written["SN002"], gap_mask(CLIP_FRAMES)[::-1])
+    # each video, prepared in its own worker process, starts its filter afresh
+    for subject in ("SN001", "SN002"):
+        assert check_stabilised(
+            store, subject, tmp_path / "D" / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi"
+        ) > 0
 
 
 def test_cli_bad_label_is_one_line(tmp_path, face_frames):
