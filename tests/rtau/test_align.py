@@ -19,6 +19,7 @@ from rtau.align import (
     FIVE_POINT,
     LEGACY_ALIGNMENT,
     RIGID,
+    RIGID_STABILISED,
     RIGID_TEMPLATE,
     align_face,
     five_points,
@@ -171,8 +172,13 @@ def test_align_stays_light():
 
 def test_alignment_names_and_the_contract_agree():
     assert tuple(ALIGNMENTS) == KNOWN_ALIGNMENTS
-    assert LEGACY_ALIGNMENT == FIVE_POINT and DEFAULT_ALIGNMENT == RIGID
+    assert LEGACY_ALIGNMENT == FIVE_POINT and DEFAULT_ALIGNMENT == RIGID_STABILISED
     assert get_alignment(RIGID).indices == mesh.RIGID_POINTS
+    # rigid/2 is rigid/1 filtered over time in video: same points, same template
+    stabilised, plain = get_alignment(RIGID_STABILISED), get_alignment(RIGID)
+    assert stabilised.indices == plain.indices and stabilised.stabilised
+    np.testing.assert_array_equal(stabilised.template_112, plain.template_112)
+    assert not plain.stabilised and not get_alignment(FIVE_POINT).stabilised
     with pytest.raises(ValueError, match=r"unknown alignment 'eyes'.*rigid/1"):
         get_alignment("eyes")
     with pytest.raises(ValueError, match="unknown alignment"):

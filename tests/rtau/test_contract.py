@@ -9,6 +9,8 @@ import pytest
 from rtau.contract import (
     ALIGNMENT_FIVE_POINT,
     ALIGNMENT_RIGID,
+    ALIGNMENT_RIGID_STABILISED,
+    KNOWN_ALIGNMENTS,
     META_ALIGNMENT,
     META_AU_NAMES,
     META_CONTRACT,
@@ -26,6 +28,14 @@ def test_metadata_round_trip():
     meta = c.to_metadata()
     assert meta[META_CONTRACT] == "rtau.step/2" and meta[META_ALIGNMENT] == ALIGNMENT_RIGID
     assert ModelContract.from_metadata(meta) == c
+
+
+def test_models_of_every_known_alignment_read_back():
+    # rigid/1 models (exported before stabilisation) keep working next to rigid/2 ones
+    assert ALIGNMENT_RIGID in KNOWN_ALIGNMENTS and ALIGNMENT_RIGID_STABILISED in KNOWN_ALIGNMENTS
+    for alignment in KNOWN_ALIGNMENTS:
+        meta = ModelContract(112, 8, ("AU01",), alignment=alignment).to_metadata()
+        assert ModelContract.from_metadata(meta).alignment == alignment
 
 
 def test_version_1_models_are_five_point():

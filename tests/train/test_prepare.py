@@ -261,9 +261,10 @@ def test_resume_refuses_other_settings(tmp_path, face_frames):
     prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", CROP, 1))
     with pytest.raises(StoreError, match=r"crop_size 112, not 64"):
         prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", 64, 1))
-    with pytest.raises(StoreError, match=r"alignment 'rigid/1', not 'five-point/1'"):
-        prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", CROP, 1,
-                              alignment="five-point/1"))
+    for other in ("five-point/1", "rigid/1"):  # rigid/1: the same points, unfiltered crops
+        with pytest.raises(StoreError, match=rf"alignment 'rigid/2', not '{other}'"):
+            prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "store", CROP, 1,
+                                  alignment=other))
     with pytest.raises(ValueError, match=r"unknown --alignment 'eyes'"):
         prepare(PrepareConfig("disfa", tmp_path / "D", tmp_path / "other", CROP, 1,
                               alignment="eyes"))

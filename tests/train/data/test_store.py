@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from rtau.contract import ALIGNMENT_FIVE_POINT, ALIGNMENT_RIGID
+from rtau.contract import ALIGNMENT_DEFAULT, ALIGNMENT_FIVE_POINT, ALIGNMENT_RIGID
 from train.data.store import (
     INDEX_NAME,
     VIDEOS_DIR,
@@ -274,11 +274,11 @@ def test_the_index_records_the_alignment_and_resuming_keeps_it(tmp_path):
     root = tmp_path / "store"
     with StoreWriter(root, HEADER) as writer:
         write_video(writer, "SN001", make_video(4, 0))
-    assert HEADER.alignment == ALIGNMENT_RIGID  # new stores are aligned by rigid/1
-    assert json.loads((root / INDEX_NAME).read_text())["alignment"] == ALIGNMENT_RIGID
-    assert ClipStore(root).alignment == ALIGNMENT_RIGID
+    assert HEADER.alignment == ALIGNMENT_DEFAULT == "rigid/2"  # new stores: rigid/2
+    assert json.loads((root / INDEX_NAME).read_text())["alignment"] == ALIGNMENT_DEFAULT
+    assert ClipStore(root).alignment == ALIGNMENT_DEFAULT
     legacy = StoreHeader("disfa", S, AUS, "/data/DISFA", ALIGNMENT_FIVE_POINT)
-    with pytest.raises(StoreError, match=r"alignment 'rigid/1', not 'five-point/1'"):
+    with pytest.raises(StoreError, match=r"alignment 'rigid/2', not 'five-point/1'"):
         StoreWriter(root, legacy)
 
 
@@ -292,8 +292,11 @@ def test_a_store_from_before_alignment_was_recorded_is_five_point(tmp_path):
     assert ClipStore(root).alignment == ALIGNMENT_FIVE_POINT
     with StoreWriter(root, StoreHeader("disfa", S, AUS, "/data/DISFA", ALIGNMENT_FIVE_POINT)):
         pass  # resumable with the alignment it was made with
-    with pytest.raises(StoreError, match=r"alignment 'five-point/1', not 'rigid/1'"):
+    with pytest.raises(StoreError, match=r"alignment 'five-point/1', not 'rigid/2'"):
         StoreWriter(root, HEADER)
+    unfiltered = StoreHeader("disfa", S, AUS, "/data/DISFA", ALIGNMENT_RIGID)
+    with pytest.raises(StoreError, match=r"alignment 'five-point/1', not 'rigid/1'"):
+        StoreWriter(root, unfiltered)
 
 
 def test_stores_or_checkpoints_of_different_alignments_do_not_mix(tmp_path):
