@@ -49,9 +49,9 @@ def test_contract_metadata_and_manifest(tiny_model, tmp_path):
     assert contract.crop_size == 112 and contract.state_size == tiny_model.cfg.hidden_size
     assert contract.au_names == tuple(tiny_model.cfg.au_names)
     assert contract.model_version == "9.9" and contract.training_data == "nothing"
-    assert contract.alignment == "rigid/1"  # new exports: crops aligned by rigid/1
+    assert contract.alignment == "rigid/2"  # new exports: rigid crops, stabilised in video
     on_disk = json.loads(manifest_path(path).read_text())
-    assert on_disk["contract"] == "rtau.step/2" and on_disk["alignment"] == "rigid/1"
+    assert on_disk["contract"] == "rtau.step/2" and on_disk["alignment"] == "rigid/2"
     assert on_disk == manifest
     assert on_disk["onnx_sha256"] == sha256_file(path)
     assert on_disk["io"]["image"] == {"dtype": "uint8", "shape": ["B", 112, 112, 3]}
