@@ -73,7 +73,11 @@ def test_osc_and_websocket_carry_every_frame(tiny_onnx, tmp_path):
         assert message["schema"] == "rtau.frame/1"
         face, = message["faces"]
         assert (face["id"], face["box"], face["aus"]) == (row["face_id"], row["box"], row["aus"])
-    assert f"osc: {CLIP_FRAMES + 2} sent, 0 dropped" in err  # names, 72 frames, lost
+    # 72 frames, lost, and the names: at the start and again every NAMES_INTERVAL_S, so a slow
+    # (loaded) machine sends them more than once
+    names = len(osc.of("/rtau/names"))
+    assert names >= 1
+    assert f"osc: {CLIP_FRAMES + 1 + names} sent, 0 dropped" in err
     assert f"ws: 1 client(s), {CLIP_FRAMES} sent, 0 dropped" in err
     assert f"viewer at http://127.0.0.1:{port}/" in err
     assert "streams" in out and "dropped" in out  # the --stats table
