@@ -97,7 +97,8 @@ def trace_still(model: Path, image: np.ndarray, seed: int) -> dict | None:
     """Mean AUs (by name) and blendshape groups over the read window of a still's clip."""
     frames = clip_from_still(image, STILL_FRAMES, seed)
     aus, shapes = [], []
-    with AUEstimator(model=model, backend="onnxruntime", max_faces=1) as est:
+    with AUEstimator(model=model, backend="onnxruntime", max_faces=1,
+                     blendshapes=True) as est:
         for t, frame in enumerate(frames):
             ts = 1000.0 * t / STILL_FPS
             faces = est.detect(frame, ts)
@@ -129,7 +130,8 @@ def trace_clip(model: Path, clip: Path) -> dict:
 
     Frames are fed in order at their timestamps, one face tracked with its recurrent state.
     """
-    with AUEstimator(model=model, backend="onnxruntime", max_faces=1) as est, \
+    with AUEstimator(model=model, backend="onnxruntime", max_faces=1,
+                     blendshapes=True) as est, \
             VideoFileSource(clip) as source:
         names = est.au_names
         aus, shapes, found = [], [], []

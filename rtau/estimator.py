@@ -133,13 +133,16 @@ class AUEstimator(Closing):
     max_faces: faces tracked per frame. max_lost: frames a face may be missing before its id
       and state are dropped. calibrate_seconds: neutral-face calibration per face id (0 = off).
     min_confidence: FaceLandmarker detection/presence threshold. landmarker_model: path of
-      `face_landmarker.task` (None: rtau.faces resolves and verifies it).
+      `face_landmarker.task` (None: rtau.faces resolves and verifies it). blendshapes: also
+      score MediaPipe's 52 blendshapes per face (`detect(...)[i].blendshapes`; off by default:
+      they cost time and the step does not need them).
     """
 
     def __init__(self, model: str | os.PathLike | None = None,
                  backend: str | Backend = "auto", max_faces: int = 1, max_lost: int = MAX_LOST,
                  calibrate_seconds: float = 0.0, min_confidence: float = 0.5,
-                 landmarker_model: str | os.PathLike | None = None) -> None:
+                 landmarker_model: str | os.PathLike | None = None,
+                 blendshapes: bool = False) -> None:
         from rtau.faces import FaceDetector  # lazy: MediaPipe is heavy
         from rtau.stabilise import AlignmentStabiliser  # lazy: rtau.align needs OpenCV
         from rtau.tracking import FaceTracker
@@ -155,7 +158,7 @@ class AUEstimator(Closing):
         self.max_faces = max_faces
         try:
             self.detector = FaceDetector(landmarker_model, max_faces=max_faces, video=True,
-                                         min_confidence=min_confidence, blendshapes=False)
+                                         min_confidence=min_confidence, blendshapes=blendshapes)
         except BaseException:
             self._close_backend()
             raise

@@ -296,3 +296,17 @@ def test_each_face_id_keeps_its_own_alignment_filter(backend):
         assert back is not None and back.id == right_id  # the tracker kept its id...
         plain = align_face(pair, back.landmarks, alignment=RIGID_STABILISED).crop
         np.testing.assert_array_equal(back.crop, plain)  # ...but its filter started afresh
+
+
+def test_blendshapes_are_scored_only_when_asked():
+    from rtau import media
+    from rtau.capture import read_frame
+
+    frame = read_frame(media.test_media("single_face.mp4"), 40)  # the man smiles
+    for asked in (False, True):
+        with AUEstimator(backend="onnxruntime", blendshapes=asked) as est:
+            faces = est.detect(frame, 0.0)
+        assert len(faces) == 1
+        assert bool(faces[0].blendshapes) == asked
+        if asked:
+            assert faces[0].blendshapes["mouthSmileLeft"] > 0.3
