@@ -69,15 +69,26 @@ def baseline(features: np.ndarray, found: np.ndarray, variant: str, fps: float) 
     return np.median(features[frames], axis=0)
 
 
-def store_matrix(store: ClipStore, variant: str, fps: float) -> tuple[np.ndarray, ...]:
-    """(features [M, 956], labels [M, K], label mask [M, K]) over the frames with a face."""
-    xs, ys, ms = [], [], []
+def store_videos(store: ClipStore) -> list[tuple[np.ndarray, ...]]:
+    """Per video (aligned features, face found, labels, label mask): aligned once, shared by
+    every variant."""
+    videos = []
     for video_id in store.video_ids:
         features, found = aligned_landmarks(store, video_id)
-        features = features - baseline(features, found, variant, fps)
-        xs.append(features[found])
-        ys.append(np.asarray(store.labels(video_id))[found])
-        ms.append(np.asarray(store.label_mask(video_id))[found])
+        videos.append((features, found, np.asarray(store.labels(video_id)),
+                       np.asarray(store.label_mask(video_id))))
+    return videos
+
+
+def variant_matrix(videos: list[tuple[np.ndarray, ...]], variant: str, fps: float
+                   ) -> tuple[np.ndarray, ...]:
+    """(features [M, 956], labels [M, K], label mask [M, K]) over the frames with a face, each
+    video's features minus the variant's baseline."""
+    xs, ys, ms = [], [], []
+    for features, found, labels, mask in videos:
+        xs.append((features - baseline(features, found, variant, fps))[found])
+        ys.append(labels[found])
+        ms.append(mask[found])
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ms)
 
 
@@ -93,10 +104,11 @@ def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, ...]:
 def probe(train: ClipStore, test: ClipStore, fps: float = STORE_FPS) -> dict:
     """variant -> lambda -> {"mean": {icc, pcc, mae}, "per_au": {...}} on the test store."""
     results: dict = {}
+    train_videos, test_videos = store_videos(train), store_videos(test)
     for variant in VARIANTS:
-        x, y, mask = store_matrix(train, variant, fps)
+        x, y, mask = variant_matrix(train_videos, variant, fps)
         labeled = mask.all(axis=1)
-        xt, yt, mt = store_matrix(test, variant, fps)
+        xt, yt, mt = variant_matrix(test_videos, variant, fps)
         results[variant] = {}
         for lam in RIDGE_LAMBDAS:
             mean, std, weights, y_mean = ridge(x[labeled], y[labeled], lam)
