@@ -182,6 +182,23 @@ def face_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def face_geometry(count: int, seed: int = 0) -> np.ndarray:
+    """Geometry inputs float32[count, G] (`rtau.geometry` layout) for parity runs and benchmarks:
+    a fixed random layout in the range of real features (+-0.35 crop sides, from `seed`) drifting
+    smoothly by up to 0.01 (the size of an expression) with 0.001 noise. Not a face: a
+    geometry encoder is dense layers, whose arithmetic does not depend on what the numbers
+    mean."""
+    from rtau.contract import GEOMETRY_LANDMARKS_XY, KNOWN_GEOMETRY
+
+    size = KNOWN_GEOMETRY[GEOMETRY_LANDMARKS_XY]
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(-0.35, 0.35, size)
+    phase = rng.uniform(0, 2 * np.pi, size)
+    t = np.arange(count, dtype=np.float64)[:, None]
+    drift = 0.01 * np.sin(0.05 * t + phase)
+    return (base + drift + rng.normal(0, 0.001, (count, size))).astype(np.float32)
+
+
 def crop_pool(size: int, batch: int, seed: int = 0) -> np.ndarray:
     """uint8[batch + CROP_POOL, S, S, 3]: `pool[o:o + batch]` is a contiguous batch for any
     offset o < CROP_POOL, so building a step's input costs nothing inside the timed region."""
@@ -413,29 +430,34 @@ def batch_vs_single(results: Sequence[StepResult]) -> list[dict]:
     return rows
 
 
-StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
-"""(images uint8[B, S, S, 3], state float32[B, H]) -> (aus [B, K], state [B, H], *more)."""
+StepFn = Callable[..., tuple[np.ndarray, ...]]
+"""(images uint8[B, S, S, 3] | None, state float32[B, H], geometry float32[B, G] | None) ->
+(aus [B, K], state [B, H], *more): `Backend.step`'s signature."""
 EXTRA_OUTPUTS = ("head",)
 """Names of step outputs after (aus, state), when both sides give them: the unclamped head."""
 
 
-def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray, hidden: int) -> dict:
+def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray | None, hidden: int,
+                    geometry: np.ndarray | None = None) -> dict:
     """Unroll two step functions side by side from the zero state over frames
-    uint8[T, B, S, S, 3], each fed its own state; the largest absolute differences over the run
-    (errors that accumulate through the state show up here, not in one step).
+    uint8[T, B, S, S, 3] and/or geometry float32[T, B, G] (None: the model takes no such input),
+    each fed its own state; the largest absolute differences over the run (errors that
+    accumulate through the state show up here, not in one step).
 
     Returns {steps, batch, max_abs_au_error, mean_abs_au_error, max_abs_state_error} and, when
     both return a third output, max_abs_head_error. The one parity helper of rtau: benchmarks,
     the export's gate and the backend tests use it.
     """
-    steps, batch = frames.shape[:2]
+    steps, batch = (frames if frames is not None else geometry).shape[:2]
     s_test = np.zeros((batch, hidden), np.float32)
     s_ref = s_test.copy()
     worst: dict[str, float] = {}
     au_sum = 0.0
     for t in range(steps):
-        test_out = step(frames[t], s_test)
-        ref_out = reference(frames[t], s_ref)
+        image = None if frames is None else frames[t]
+        shape = None if geometry is None else geometry[t]
+        test_out = step(image, s_test, shape)
+        ref_out = reference(image, s_ref, shape)
         s_test, s_ref = test_out[1], ref_out[1]
         names = ("au", "state", *EXTRA_OUTPUTS)
         for name, a, b in zip(names, test_out, ref_out, strict=False):
