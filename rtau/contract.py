@@ -200,17 +200,20 @@ class ModelContract:
             raise ContractError(
                 f"{source} has invalid rtau metadata: crop {crop}, state {state}, AUs {names}"
             )
-        return cls(
-            crop_size=crop,
-            state_size=state,
-            au_names=names,
-            model_version=meta.get(META_MODEL_VERSION, "unknown"),
-            training_data=meta.get(META_TRAINING_DATA, "unknown"),
-            precision=meta.get(META_PRECISION, PRECISION_FP32),
-            alignment=alignment,
-            inputs=inputs,
-            geometry=geometry,
-        )
+        try:
+            return cls(
+                crop_size=crop,
+                state_size=state,
+                au_names=names,
+                model_version=meta.get(META_MODEL_VERSION, "unknown"),
+                training_data=meta.get(META_TRAINING_DATA, "unknown"),
+                precision=meta.get(META_PRECISION, PRECISION_FP32),
+                alignment=alignment,
+                inputs=inputs,
+                geometry=geometry,
+            )
+        except ContractError as exc:
+            raise ContractError(f"{source}: {exc}") from None
 
 
 @dataclass(frozen=True)

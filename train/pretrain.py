@@ -52,7 +52,7 @@ from train.contrastive import METHODS, ContrastConfig, build_objective
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import ClipStore, StoreError, common_alignment, read_clip
 from train.evaluate import fold_videos, video_identities
-from train.model import AUModel
+from train.model import INPUTS_IMAGE, AUModel
 from train.probe import linear_probe
 
 STAGE = "pretrain"
@@ -112,6 +112,9 @@ class PretrainConfig(loop.StageFields):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size < 2:
             raise ValueError("--batch-size must be at least 2 (negatives come from the batch)")
+        if self.inputs not in ("", INPUTS_IMAGE):
+            raise ValueError(f"stage 1 trains image models (--inputs {INPUTS_IMAGE}); geometry "
+                             "is added in stage 2 (`train finetune --inputs image+geometry`)")
         if self.max_offset < 0:
             raise ValueError("--max-offset must be >= 0")
         if self.probe_test_store is not None and self.probe_store is None:
