@@ -42,6 +42,7 @@ import torch.nn.functional as F
 import typer
 from rich.console import Console
 
+from rtau.commands.options import config_from_options
 from train import loop
 from train.augment import AugmentConfig, ClipAugment
 from train.data.geometry import GeometrySource, ModelInputs, batch_inputs
@@ -390,13 +391,5 @@ def finetune_command(
     split: Annotated[str, typer.Option(help="train | test | all (synthetic data)")] = ALL,
 ) -> None:
     """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
-    config = FinetuneConfig(
-        store=store, out=out, init=init, label_fraction=label_fraction, label_seed=label_seed,
-        fold=fold, num_folds=num_folds, mode=mode, loss=loss, steps=steps,
-        batch_size=batch_size, seq_len=seq_len, lr=lr, cnn_lr_scale=cnn_lr_scale,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
-        tiny=tiny, width=width, hidden_size=hidden_size, norm=norm, inputs=inputs, seed=seed,
-        checkpoint_every=checkpoint_every, device=device, quiet=quiet, augment=augment,
-        split=split,
-    )
+    config = config_from_options(FinetuneConfig, locals())
     print(finetune(config, Console(stderr=True)), flush=True)

@@ -9,9 +9,11 @@ import dataclasses
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from tests.train.resume import interrupted_then_resumed
 from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store
+from train.__main__ import app
 from train.data.geometry import ModelInputs
 from train.data.store import StoreError
 from train.finetune import (
@@ -22,7 +24,7 @@ from train.finetune import (
     masked_loss,
     sequence_outputs,
 )
-from train.loop import NonFiniteLoss
+from train.loop import NonFiniteLoss, config_dict
 from train.model import AUModel, ModelConfig, load_checkpoint, save_checkpoint
 from train.pretrain import PretrainConfig, pretrain
 
@@ -257,3 +259,16 @@ def test_geometry_added_to_an_image_checkpoint_widens_the_gru_input(store, pretr
     out = finetune(config(store, tmp_path / "both.pt", init=str(pretrained),
                           inputs="image+geometry", steps=2))
     assert load_checkpoint(out).model.cfg.inputs == "image+geometry"
+
+
+def test_the_command_writes_its_flags_and_the_config_defaults_into_the_run(store, tmp_path):
+    out = tmp_path / "cli.pt"
+    result = CliRunner().invoke(app, [
+        "finetune", "--store", str(store), "--out", str(out), "--tiny", "--steps", "2",
+        "--batch-size", "2", "--seq-len", "6", "--fold", "0", "--mode", "linear", "--quiet",
+        "--device", "cpu", "--no-augment",
+    ])
+    assert result.exit_code == 0, result.output
+    expected = FinetuneConfig(store=store, out=out, tiny=True, steps=2, batch_size=2, seq_len=6,
+                              fold=0, mode="linear", quiet=True, device="cpu", augment=False)
+    assert load_checkpoint(out).extra["train_config"] == config_dict(expected)
