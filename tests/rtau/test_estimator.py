@@ -24,9 +24,9 @@ class CountingBackend(OnnxRuntimeBackend):
         super().__init__(path, device="cpu")
         self.batches: list[int] = []
 
-    def _run(self, images, state):
-        self.batches.append(images.shape[0])
-        return super()._run(images, state)
+    def _run(self, inputs, state):
+        self.batches.append(state.shape[0])
+        return super()._run(inputs, state)
 
 
 @pytest.fixture(scope="module")
