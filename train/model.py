@@ -303,8 +303,9 @@ class AUModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame of the running baseline: geometry [N, G], mean [N, G], count [N, 1],
         present [N, 1] (1: the frame counts) -> (mean, count)."""
-        step = torch.ones_like(count) if present is None else present
-        count = torch.minimum(count + step, torch.full_like(count, self.cfg.baseline_frames))
+        # plain scalars, so the exported step is Add / Clip / Div (no Shape or Min nodes)
+        step = 1.0 if present is None else present
+        count = torch.clamp(count + step, max=float(self.cfg.baseline_frames))
         mean = mean + step * (geometry - mean) / torch.clamp(count, min=1.0)
         return mean, count
 
