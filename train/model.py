@@ -16,9 +16,11 @@ state is [GRU hidden (hidden_size), baseline mean (G), frames counted (1)], so
 H = hidden_size + G + 1. Each frame the count rises by one up to `baseline_frames` and the mean
 moves toward the frame's geometry by 1 / count: the mean of the first frames, then an average
 that forgets with time constant `baseline_frames`. The encoder sees the frame's geometry minus
-that baseline (what the face does now, against what it usually looks like) beside the geometry
-itself: identity lives in the absolute shape, which a few training people cannot teach, and an
-expression in the change. `present` (training only: 0 where no face was found) stops a frame
+that baseline: what the face does now, against what it usually looks like. Identity lives in
+the absolute shape, which a few training people cannot teach, and an expression in the change;
+`geometry_absolute` adds the absolute shape as well (measured on unseen synthetic identities
+with a geometry-only GRU: mean ICC 0.77 from the change alone, 0.69 with the absolute shape
+beside it, which lets the model learn its training people). `present` (training only: 0 where no face was found) stops a frame
 from moving the baseline; at run time a face without landmarks is not stepped at all.
 AU intensities are the head's linear output clamped to 0..5 (`readout`). Training takes its loss
 on the unclamped `raw_readout`: AU labels are mostly 0, and a squashing output (5 * sigmoid)
@@ -86,6 +88,7 @@ class ModelConfig:
     inputs: "image" | "geometry" | "image+geometry" (see the module docstring).
     geometry_features: width of the geometry encoder's output (the GRU input it adds).
     baseline_frames: the running geometry baseline's memory in frames (see the module docstring).
+    geometry_absolute: the encoder also sees the absolute geometry, not only its change.
     """
 
     crop_size: int = 112
@@ -98,6 +101,7 @@ class ModelConfig:
     inputs: str = INPUTS_IMAGE
     geometry_features: int = 128
     baseline_frames: int = 300
+    geometry_absolute: bool = False
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -258,13 +262,18 @@ class GeometryEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.absolute = cfg.geometry_absolute
+        inputs = cfg.geometry_size * (2 if self.absolute else 1)
         self.net = nn.Sequential(
-            nn.Linear(2 * cfg.geometry_size, GEOMETRY_LAYER), nn.ReLU(),
+            nn.Linear(inputs, GEOMETRY_LAYER), nn.ReLU(),
             nn.Linear(GEOMETRY_LAYER, cfg.geometry_features), nn.ReLU(),
         )
 
     def forward(self, geometry: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([(geometry - baseline) * DELTA_SCALE, geometry * RAW_SCALE], -1))
+        change = (geometry - baseline) * DELTA_SCALE
+        if self.absolute:
+            return self.net(torch.cat([change, geometry * RAW_SCALE], -1))
+        return self.net(change)
 
 
 class AUModel(nn.Module):
