@@ -224,17 +224,14 @@ def input_pool(contract, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """{input name: pool} for the per-face inputs `contract` (a ModelContract) lists: `image`
     from `crop_pool`, `geometry` from `geometry_pool`; rows o..o + batch of each belong to the
     same step."""
-    pool = {}
-    if contract.uses_image:
-        pool[INPUT_IMAGE] = crop_pool(contract.crop_size, batch, seed)
-    if contract.uses_geometry:
-        pool[INPUT_GEOMETRY] = geometry_pool(batch, seed)
-    return pool
+    return {name: _tiled(frames, batch)
+            for name, frames in face_inputs_of(contract, CROP_POOL, seed).items()}
 
 
 def face_inputs_of(contract, count: int, seed: int = 0) -> dict[str, np.ndarray]:
     """{input name: [count, ...]}: `face_crops` and/or `face_geometry` of `count` frames, for
-    the per-face inputs `contract` lists."""
+    the per-face inputs `contract` lists (a ModelContract, or anything with its `uses_image`,
+    `uses_geometry` and `crop_size`, such as a training ModelConfig)."""
     out = {}
     if contract.uses_image:
         out[INPUT_IMAGE] = face_crops(contract.crop_size, count, seed)

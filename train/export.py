@@ -39,7 +39,7 @@ import torch
 import typer
 from torch import nn
 
-from rtau.bench import face_crops, face_geometry, unrolled_parity
+from rtau.bench import face_inputs_of, unrolled_parity
 from rtau.contract import (
     ALIGNMENT_DEFAULT,
     ALIGNMENT_FIVE_POINT,
@@ -126,20 +126,10 @@ def model_inputs(cfg) -> tuple[str, ...]:
                                          (INPUT_GEOMETRY, cfg.uses_geometry)) if used)
 
 
-def example_inputs(cfg, count: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Real-looking per-face inputs of `count` frames for the model's inputs (`rtau.bench`)."""
-    out = {}
-    if cfg.uses_image:
-        out[INPUT_IMAGE] = face_crops(cfg.crop_size, count, seed)
-    if cfg.uses_geometry:
-        out[INPUT_GEOMETRY] = face_geometry(count, seed)
-    return out
-
-
 def _trace_to_onnx(model: AUModel) -> bytes:
     cfg = model.cfg
     names = model_inputs(cfg)
-    example = example_inputs(cfg, 2)
+    example = face_inputs_of(cfg, 2)
     args = tuple(torch.from_numpy(example[n]).contiguous() for n in names) + (
         torch.zeros(2, cfg.state_size),)
     buffer = io.BytesIO()
@@ -248,7 +238,7 @@ def check_parity(model: AUModel, onnx_path: Path, steps: int, seed: int = 0) -> 
         return session.run(outputs, {k: v for k, v in feeds.items() if v is not None})
 
     cfg = model.cfg
-    runs = [example_inputs(cfg, steps, seed + i) for i in range(PARITY_BATCH)]
+    runs = [face_inputs_of(cfg, steps, seed + i) for i in range(PARITY_BATCH)]
     stacked = {name: np.stack([r[name] for r in runs], axis=1) for name in runs[0]}
     try:
         return unrolled_parity(onnx_step, torch_step(model), stacked.get(INPUT_IMAGE),

@@ -20,8 +20,9 @@ that baseline: what the face does now, against what it usually looks like. Ident
 the absolute shape, which a few training people cannot teach, and an expression in the change;
 `geometry_absolute` adds the absolute shape as well (measured on unseen synthetic identities
 with a geometry-only GRU: mean ICC 0.77 from the change alone, 0.69 with the absolute shape
-beside it, which lets the model learn its training people). `present` (training only: 0 where no face was found) stops a frame
-from moving the baseline; at run time a face without landmarks is not stepped at all.
+beside it, which lets the model learn its training people). `present` (training only: 0 where
+no face was found) stops a frame from moving the baseline; at run time a face without landmarks
+is not stepped at all.
 AU intensities are the head's linear output clamped to 0..5 (`readout`). Training takes its loss
 on the unclamped `raw_readout`: AU labels are mostly 0, and a squashing output (5 * sigmoid)
 drives every unit into saturation at 0 early on, where its gradient vanishes and the model
