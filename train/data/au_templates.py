@@ -4,7 +4,8 @@
 (float[478, 3]: x, y in image pixels, z in MediaPipe's scale, as `rtau.faces.Face.landmarks`)
 into one displacement field per action unit: float32[478, 2] in image pixels, the motion of
 every landmark at intensity 5 (FACS "E", the maximum). `displace(intensities)` sums the fields
-times intensity / 5 and keeps the lids and the lips from crossing each other.
+times intensity / 5 (with one interaction: AU1 + AU4 make the oblique brow) and keeps the lids
+and the lips from crossing each other.
 
 The fields are written by us from FACS descriptions (see `rtau.aus`), in a face frame whose
 origin is the midpoint of the eye centres, whose u axis runs from the subject's right eye to
@@ -147,13 +148,14 @@ class FaceTemplates:
         p = self.frame.to_face(lm[:, :2])
         z = lm[:, 2] / self.frame.iod if lm.shape[1] > 2 else np.zeros(len(lm))
         self._p = p
-        fields = _fields(p, z)
+        fields, oblique = _fields(p, z)
         gains = dict(gains or {})
         # a brow cannot come down past the lid however expressive the face: cap AU4's gain
         gains["AU04"] = min(gains.get("AU04", 1.0), BROW_LOWER_MAX_FRACTION / BROW_LOWER_FRACTION)
         self.fields: dict[str, np.ndarray] = {
             au: self.frame.vectors_to_image(duv * gains.get(au, 1.0)) for au, duv in fields.items()
         }
+        self.oblique = self.frame.vectors_to_image(oblique * gains["AU04"])
 
     @property
     def aus(self) -> tuple[str, ...]:
@@ -164,7 +166,8 @@ class FaceTemplates:
 
         intensities: {AU name: value} or float[len(TEMPLATE_AUS)] in `TEMPLATE_AUS` order.
         Upper lids never pass the lower lids and the lower inner lip never passes the upper
-        one (they stop `LID_MIN_GAP` IOD apart).
+        one (they stop `LID_MIN_GAP` IOD apart). With AU1 and AU4 both on, min(AU1, AU4) / 5
+        of AU4's inner-brow lowering is undone (`oblique`).
         """
         if not isinstance(intensities, dict):
             intensities = dict(zip(TEMPLATE_AUS, np.asarray(intensities, np.float64), strict=True))
@@ -172,6 +175,12 @@ class FaceTemplates:
         for au, value in intensities.items():
             if value:
                 out += self.fields[au] * (float(value) / MAX_INTENSITY)
+        # AU1 + AU4 (sadness, fear): the inner brow raiser wins at the inner brow, which goes up
+        # and in while the lateral brow comes down (FACS's oblique brow); an AU1 at least as
+        # strong as the AU4 undoes all of AU4's inner lowering, a weaker one part of it.
+        both = min(float(intensities.get("AU01", 0.0)), float(intensities.get("AU04", 0.0)))
+        if both > 0:
+            out += self.oblique * (both / MAX_INTENSITY)
         return self._keep_order(out).astype(np.float32)
 
     def _keep_order(self, xy: np.ndarray) -> np.ndarray:
@@ -207,8 +216,9 @@ class FaceTemplates:
 
 def _brow_lowering(
     p: np.ndarray, edge: np.ndarray, inner_u: float, lid_top_v: float, side: float
-) -> np.ndarray:
-    """AU4's motion of one brow (float64[N, 2], face units (u, v), at intensity 5).
+) -> tuple[np.ndarray, np.ndarray]:
+    """AU4's motion of one brow (float64[N, 2], face units (u, v), at intensity 5) and the
+    part of its downward motion (float64[N]) that an inner brow raiser (AU1) opposes.
 
     p: all points (float[N, 2], face units); edge: the brow's lower edge, outer -> inner end
     (float[M, 2]); inner_u: u of the inner brow's centre; lid_top_v: v of the upper lid's
@@ -237,14 +247,18 @@ def _brow_lowering(
     ramp = np.where(t < ease, t * t / (2.0 * ease), t - ease / 2.0) / (1.0 - ease / 2.0)
     follow = np.where(v <= edge_v, np.exp(-0.5 * (above_brow / FOREHEAD_REACH) ** 2), ramp)
     together = np.exp(-0.5 * ((u - inner_u) / BROW_LOWER_IN_REACH) ** 2)
-    down = BROW_LOWER_FRACTION * gap * reach
-    return np.stack([-side * BROW_LOWER_IN * together * follow, down * follow], axis=1)
+    down = BROW_LOWER_FRACTION * gap * reach * follow
+    to_inner = np.clip((u - u_out) / (u_in - u_out), 0.0, 1.0)  # 0 outer end .. 1 inner end
+    return (np.stack([-side * BROW_LOWER_IN * together * follow, down], axis=1),
+            down * to_inner)
 
 
-def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
-    """All template fields in face units (float64[478, 2] each), at intensity 5."""
+def _fields(p: np.ndarray, z: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All template fields in face units (float64[478, 2] each), at intensity 5, and the
+    AU1 + AU4 correction (float64[478, 2]: AU4's inner lowering, undone; see `displace`)."""
     n = len(p)
     fields = {au: np.zeros((n, 2)) for au in TEMPLATE_AUS}
+    oblique = np.zeros((n, 2))
     u, v = p[:, 0], p[:, 1]
 
     # --- brows and lids -------------------------------------------------------------------
@@ -270,8 +284,10 @@ def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
         g_out = _gauss(p, outer, 0.20, 0.40) * above_lid
         fields["AU01"][:, 1] -= BROW_RAISE_INNER * g_in
         fields["AU02"][:, 1] -= BROW_RAISE_OUTER * g_out
-        fields["AU04"] += _brow_lowering(p, p[list(brow_edge)], inner[0], up_chain[:, 1].min(),
-                                         side)
+        motion, inner_down = _brow_lowering(p, p[list(brow_edge)], inner[0],
+                                            up_chain[:, 1].min(), side)
+        fields["AU04"] += motion
+        oblique[:, 1] -= inner_down
 
         # lids: bell profile across the eye, zero at the corners
         profile = np.clip(1.0 - ((u - eye_mid) / eye_half) ** 2, 0.0, 1.0)
@@ -360,4 +376,4 @@ def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
     if not np.isfinite(lever).all() or np.ptp(z) == 0:
         lever = np.clip((v - 0.0) / max(chin[1], 1e-6), 0.0, 1.0)  # no depth: vertical lever
     fields["AU26"][:, 1] += JAW_DROP * lever * lower_part
-    return fields
+    return fields, oblique
