@@ -225,9 +225,9 @@ def _brow_lowering(
     highest point; side: +1 for the subject's left brow. Above the lower edge the brow and
     forehead move down by BROW_LOWER_FRACTION of the gap between edge and lid-top level, and
     in towards the midline; between the edge and BROW_LOWER_SOFT below that level the motion
-    eases to 0 (the lid's highest point moves < 0.01 IOD) and below it nothing moves. The
-    compression is towards a level line, not the lid margin, so the margin sloping down to
-    the eye corners cannot cross the compressed skin above it; its steepest slope,
+    eases to 0 (the lid's highest point moves about 0.01 IOD at most) and below it nothing
+    moves. The compression is towards a level line, not the lid margin, so the margin sloping
+    down to the eye corners cannot cross the compressed skin above it; its steepest slope,
     BROW_LOWER_MAX_FRACTION / (1 - BROW_LOWER_EASE / 2) < 1.03 times gap / (gap + soft), stays
     under 1, so no triangle folds over.
     """

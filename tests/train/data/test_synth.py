@@ -193,3 +193,25 @@ def test_inner_brow_raiser_wins_over_the_lowerer_at_the_inner_brow(grace_subject
     rise = oblique["inner_brow"] - rest["inner_brow"]
     assert rise >= 0.5 * (raised["inner_brow"] - rest["inner_brow"]), (rest, raised, oblique)
     assert oblique["outer_brow"] <= rest["outer_brow"] - 0.01, (rest, oblique)
+
+
+def test_brow_lowerer_folds_no_triangle(grace_subject, tmp_path):
+    """At AU4 = 5, even with the largest per-subject gain, the brow-lid skin is compressed and
+    no mesh triangle turns over (a fold would sample the image mirrored)."""
+    from train.data.au_templates import FaceTemplates
+
+    gain = SynthConfig(out=tmp_path).gain_jitter[1]  # the largest a subject can draw
+    templates = FaceTemplates(grace_subject.landmarks, {"AU04": gain})
+    tri = regions.TRIANGLES
+
+    def signed_area(xy: np.ndarray) -> np.ndarray:
+        a, b, c = (xy[tri[:, k]].astype(np.float64) for k in range(3))
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    before = signed_area(templates.base_xy)
+    after = signed_area(templates.displace({"AU04": 5.0}))
+    moved = np.abs(templates.fields["AU04"]).max(axis=1) > 0.01 * templates.frame.iod
+    touched = moved[tri].any(axis=1)
+    assert touched.sum() > 50
+    flipped = np.flatnonzero(touched & (np.sign(after) != np.sign(before)))
+    assert flipped.size == 0, tri[flipped].tolist()
