@@ -1,7 +1,8 @@
 """Does the alignment keep facial actions in the crop? Five-point vs rigid, measured.
 
-Run: `python benchmarks/alignment.py [--out benchmarks/results]` (a few minutes on 2 cores), or
-`python benchmarks/alignment.py --derive-template` to print the rigid template of rtau.align.
+Run (from the repository root): `python -m benchmarks.alignment [--out benchmarks/results]` (a few
+minutes on 2 cores), or `python -m benchmarks.alignment --derive-template` to print the rigid
+template of rtau.align.
 
 Six measurements, for every alignment of `rtau.align.ALIGNMENTS` and for the eye corners alone
 (`EYE_CORNERS`, what rigid/1 fitted before the philtrum top joined), at S = 112 crop pixels.
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import socket
@@ -54,6 +54,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.results_io import write_results
 from rtau import mesh
 from rtau.align import (
     ALIGNMENTS,
@@ -533,10 +534,8 @@ def main() -> None:
                                  "scale_change": HEAD_MOVE[3], "move_frames": HEAD_MOVE_FRAMES,
                                  "hold_frames": HEAD_HOLD_FRAMES, "fps": SYNTH_FPS},
               "seconds": round(time.perf_counter() - started, 1), "reference": FIVE_POINT}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"alignment-{args.host}.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
-    (args.out / f"alignment-{args.host}.md").write_text(text)
+    write_results(args.out, f"alignment-{args.host}", result, text)
     print(text)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtau.contract import write_json_atomic
+from benchmarks.results_io import markdown_table, write_results
 from train.data.store import ClipStore
 from train.experiment import PRESETS, machine
 from train.model import AUModel, load_checkpoint
@@ -67,7 +67,22 @@ def stage1(method: str, seed: int, steps: int, stores: dict[str, Path], work: Pa
 
 
 def markdown(result: dict) -> str:
-    lines = [
+    table = []
+    for method in result["methods"]:
+        runs = [r for r in result["runs"] if r["method"] == method]
+
+        def spread(key: str, runs=runs) -> str:
+            values = [r[key] for r in runs]
+            return f"{np.mean(values):.3f} +- {np.std(values):.3f}"
+
+        speed = [r["s_per_step"] for r in runs if r.get("s_per_step")]
+        loss = [r["loss_last"] for r in runs if "loss_last" in r]
+        table.append([method, f"{np.mean(speed) if speed else 0:.2f}",
+                      f"{np.mean(loss) if loss else float('nan'):.2f}", spread("cnn_icc"),
+                      spread("gru_icc")])
+    header = ["method", "s / step", "final loss", "probe ICC, CNN features",
+              "probe ICC, GRU state"]
+    return "\n".join([
         "# Stage 1 objective: linear probe on unseen identities",
         "",
         f"Machine: {result['machine']['description']} (load average at the end "
@@ -77,23 +92,9 @@ def markdown(result: dict) -> str:
         "frozen features fitted on the training identities, mean ICC(3,1) on the test "
         "identities (mean +- std over seeds).",
         "",
-        "| method | s / step | final loss | probe ICC, CNN features | probe ICC, GRU state |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for method in result["methods"]:
-        rows = [r for r in result["runs"] if r["method"] == method]
-
-        def cell(key: str, rows=rows) -> str:
-            values = [r[key] for r in rows]
-            return f"{np.mean(values):.3f} +- {np.std(values):.3f}"
-
-        speed = [r["s_per_step"] for r in rows if r.get("s_per_step")]
-        loss = [r["loss_last"] for r in rows if "loss_last" in r]
-        lines.append(f"| {method} | {np.mean(speed) if speed else 0:.2f} | "
-                     f"{np.mean(loss) if loss else float('nan'):.2f} | {cell('cnn_icc')} | "
-                     f"{cell('gru_icc')} |")
-    lines += ["", "Losses are not comparable across methods (different candidate sets).", ""]
-    return "\n".join(lines)
+        *markdown_table(header, table, numeric_from=1),
+        "", "Losses are not comparable across methods (different candidate sets).", "",
+    ])
 
 
 def main() -> None:
@@ -125,11 +126,8 @@ def main() -> None:
     info = machine("cpu")
     result = {"machine": info, "steps": args.steps, "seeds": seeds, "methods": methods,
               "runs": rows}
-    name = f"contrastive_methods-{info['tag']}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{name}.json", result)
     text = markdown(result)
-    (args.out / f"{name}.md").write_text(text)
+    write_results(args.out, f"contrastive_methods-{info['tag']}", result, text)
     print(text)
 
 

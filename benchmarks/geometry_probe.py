@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_io import markdown_table, write_results
 from rtau.align import CROP_SIZE, get_alignment, transform_points
-from rtau.contract import write_json_atomic
 from train.data.store import ClipStore
 from train.metrics import au_metrics
 
@@ -120,25 +120,23 @@ def probe(train: ClipStore, test: ClipStore, fps: float = STORE_FPS) -> dict:
 
 def markdown(result: dict) -> str:
     names = result["au_names"]
-    lines = [
+    rows = []
+    for variant in VARIANTS:
+        r = result["results"][variant][f"{DEFAULT_LAMBDA:g}"]
+        rows.append([variant, *(f"{r['mean'][k]:.3f}" for k in ("icc", "pcc", "mae")),
+                     *(f"{r['per_au'][n]['icc']:.2f}" for n in names)])
+    header = ["features", "mean ICC", "PCC", "MAE", *(n.replace("AU", "") for n in names)]
+    return "\n".join([
         f"# Geometry probe: ridge on aligned MediaPipe landmarks ({result['name']})", "",
         f"Train store `{result['train_store']}` ({result['train_frames']} frames), test store "
         f"`{result['test_store']}` ({result['test_frames']} frames, identities the training "
         f"store does not hold). Ridge lambda {DEFAULT_LAMBDA:g}; {result['machine']}. ICC(3,1) "
         "on the test store:", "",
-        "| features | mean ICC | PCC | MAE | " + " | ".join(n.replace("AU", "") for n in names)
-        + " |",
-        "|---|---:|---:|---:|" + "---:|" * len(names),
-    ]
-    for variant in VARIANTS:
-        r = result["results"][variant][f"{DEFAULT_LAMBDA:g}"]
-        per = [r["per_au"][n]["icc"] for n in names]
-        lines.append(f"| {variant} | {r['mean']['icc']:.3f} | {r['mean']['pcc']:.3f} | "
-                     f"{r['mean']['mae']:.3f} | " + " | ".join(f"{v:.2f}" for v in per) + " |")
-    lines += ["", "raw: aligned landmarks; first_3s: minus the median of the face's first "
-              f"{BASELINE_SECONDS:g} s (causal); video_median: minus the whole video's median "
-              "(offline). A linear probe per frame: a floor for geometry, not a model.", ""]
-    return "\n".join(lines)
+        *markdown_table(header, rows, numeric_from=1),
+        "", "raw: aligned landmarks; first_3s: minus the median of the face's first "
+        f"{BASELINE_SECONDS:g} s (causal); video_median: minus the whole video's median "
+        "(offline). A linear probe per frame: a floor for geometry, not a model.", "",
+    ])
 
 
 def main() -> None:
@@ -161,10 +159,8 @@ def main() -> None:
         "au_names": list(test.au_names), "lambdas": list(RIDGE_LAMBDAS),
         "default_lambda": DEFAULT_LAMBDA, "results": probe(train, test, args.fps),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"geometry_probe-{args.name}.json", result)
     text = markdown(result)
-    (args.out / f"geometry_probe-{args.name}.md").write_text(text)
+    write_results(args.out, f"geometry_probe-{args.name}", result, text)
     print(text)
 
 

@@ -1,6 +1,7 @@
 """Which ONNX should CPU users get: FP32, or the FP16-CNN layout engines are built from?
 
-Run: `python benchmarks/onnx_precision.py [--steps 300] [--out benchmarks/results]`.
+Run (from the repository root): `python -m benchmarks.onnx_precision [--steps 300]
+[--out benchmarks/results]`.
 Exports the default-size model (random weights: speed does not depend on them) both ways,
 times ONNX Runtime CPU steps at batch 1 and 8 (p50/p99, after warm-up, on real-looking frames),
 and checks parity against torch FP32 over the same unrolled run. Writes
@@ -10,7 +11,6 @@ and checks parity against torch FP32 over the same unrolled run. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks.results_io import write_results
 from rtau.bench import face_crops
 from train.export import ExportConfig, check_parity, export_onnx
 from train.model import AUModel, ModelConfig
@@ -64,10 +65,6 @@ def main() -> None:
                              **time_steps(path, batch, args.steps)})
     machine = {"host": socket.gethostname(), "cpu": platform.processor() or platform.machine(),
                "cores": os.cpu_count(), "onnxruntime": ort.__version__}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "onnx_precision-cpu2"
-    stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "results": rows},
-                                                    indent=2) + "\n")
     lines = ["| precision | batch | p50 ms | p99 ms | faces/s | size MB "
              "| max abs AU err (200 steps) |",
              "|---|---|---|---|---|---|---|"]
@@ -76,7 +73,8 @@ def main() -> None:
                      f"{r['faces_per_s']:.0f} | {r['size_mb']:.1f} | "
                      f"{r['max_abs_au_error_200_steps']:.1e} |")
     table = "\n".join(lines)
-    stem.with_suffix(".md").write_text(f"ONNX Runtime CPU, {machine}\n\n{table}\n")
+    write_results(args.out, "onnx_precision-cpu2", {"machine": machine, "results": rows},
+                  f"ONNX Runtime CPU, {machine}\n\n{table}\n")
     print(table)
 
 

@@ -31,9 +31,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.results_io import write_results
 from rtau import AUEstimator, media
 from rtau.capture import VideoFileSource
-from rtau.contract import manifest_path, sha256_file, write_json_atomic
+from rtau.contract import manifest_path, sha256_file
 from rtau.media import test_media
 from rtau.model_files import DEFAULT_MODEL
 
@@ -302,13 +303,8 @@ def run(model: Path, out: Path, name: str) -> dict:
                        "blendshapes": [[None if np.isnan(v) else round(float(v), 4) for v in row]
                                        for row in trace["blendshapes"]]},
         }
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"real_faces-{name}"
-    write_json_atomic(stem.with_suffix(".json"), result)
-    tmp = stem.with_name(f".{stem.name}.md.tmp")
-    tmp.write_text(markdown(result))
-    tmp.replace(stem.with_suffix(".md"))
-    plot(result, traces, stem.with_suffix(".png"))
+    json_path, _ = write_results(out, f"real_faces-{name}", result, markdown(result))
+    plot(result, traces, json_path.with_suffix(".png"))
     return result
 
 

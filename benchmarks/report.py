@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from benchmarks.results_io import write_text_atomic
 from rtau.commands.bench import window_cells
 from rtau.contract import write_json_atomic
 
@@ -205,18 +206,6 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot(payload: dict, path: Path) -> None:
     """Latency and per-face cost vs batch per variant, stage breakdown, sliding window; PNG."""
     import matplotlib
@@ -313,7 +302,7 @@ def write_results(payload: dict, out_dir: Path, name: str | None = None,
     if json_too:
         write_json_atomic(stem.with_suffix(".json"), payload)
         written.append(stem.with_suffix(".json"))
-    _write_text_atomic(stem.with_suffix(".md"), markdown(payload))
+    write_text_atomic(stem.with_suffix(".md"), markdown(payload))
     written.append(stem.with_suffix(".md"))
     try:
         plot(payload, stem.with_suffix(".png"))

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results_io import write_results  # noqa: E402
 from rtau.aus import DISFA_AUS  # noqa: E402
-from rtau.contract import write_json_atomic  # noqa: E402
 from rtau.streams import OscSink, WebSocketSink  # noqa: E402
 from tests.rtau.streams.clients import (  # noqa: E402
     OscRecorder,
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['case']} | {r['p50_us']:.0f} us | {r['p99_us']:.0f} us | "
                      f"{r['sent']} | {r['dropped']} | {got} |")
     text = "\n".join(lines) + "\n"
-    write_json_atomic(args.out / f"stream_sinks-{where}.json", payload)
-    (args.out / f"stream_sinks-{where}.md").write_text(text)
+    write_results(args.out, f"stream_sinks-{where}", payload, text)
     print(text)
     return 0
 

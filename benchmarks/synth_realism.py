@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_io import write_results
 from train.data.au_templates import TEMPLATE_AUS
 from train.data.synth import SubjectRenderer, SynthConfig, prepare_subjects, subject_tracks
 
@@ -162,14 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    from rtau.contract import write_json_atomic
-
     result = measure(args.subjects, args.frames, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
     tag = "cpu2" if os.cpu_count() == 2 else socket.gethostname()
-    write_json_atomic(args.out / f"synth_realism-{tag}.json", result)
     text = markdown(result)
-    (args.out / f"synth_realism-{tag}.md").write_text(text)
+    write_results(args.out, f"synth_realism-{tag}", result, text)
     print(text)
     print(json.dumps({p["au"]: p["pearson_r"] for p in result["pairs"]}))
     return 0

@@ -6,8 +6,10 @@ This is what `rtau bench` and the scripts in `benchmarks/` call; the whole-pipel
 breakdown lives in `rtau.bench_pipeline`. `face_crops` (the real-looking crops) and
 `unrolled_parity` (two steps unrolled side by side) also serve the export's parity gate and
 the backend tests. Every timing goes through the backend's public
-`step` (the call `AUEstimator` makes), on real-looking face crops (never zeros), with the
-recurrent state fed back as in use, after untimed warm-up steps. `step` returns host arrays,
+`step` (the call `AUEstimator` makes), on the inputs the model's contract lists: real-looking
+face crops uint8[B, S, S, 3] (never zeros) and/or geometry float32[B, G] (`face_geometry`; a
+geometry-only model gets no crops), with the recurrent state float32[B, H] fed back as in use,
+after untimed warm-up steps. `step` returns host arrays,
 so a GPU backend's time includes its copies and synchronisation: what a caller waits for.
 Latencies are milliseconds; p50/p99 are percentiles of per-call samples; faces per second is
 `batch * 1000 / p50_ms`.
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rtau.backends import Backend, BackendError, create_backend
+from rtau.contract import INPUT_GEOMETRY, INPUT_IMAGE
 from rtau.errors import RtauError, one_line
 
 DEFAULT_BATCHES = (1, 8, 32)
@@ -182,30 +185,88 @@ def face_crops(size: int, count: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def face_geometry(count: int, seed: int = 0) -> np.ndarray:
+    """Geometry inputs float32[count, G] (`rtau.geometry` layout) for parity runs and benchmarks:
+    a fixed random layout in the range of real features (+-0.35 crop sides, from `seed`) drifting
+    smoothly by up to 0.01 (the size of an expression) with 0.001 noise. Not a face: a
+    geometry encoder is dense layers, whose arithmetic does not depend on what the numbers
+    mean."""
+    from rtau.contract import GEOMETRY_LANDMARKS_XY, KNOWN_GEOMETRY
+
+    size = KNOWN_GEOMETRY[GEOMETRY_LANDMARKS_XY]
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(-0.35, 0.35, size)
+    phase = rng.uniform(0, 2 * np.pi, size)
+    t = np.arange(count, dtype=np.float64)[:, None]
+    drift = 0.01 * np.sin(0.05 * t + phase)
+    return (base + drift + rng.normal(0, 0.001, (count, size))).astype(np.float32)
+
+
+def _tiled(items: np.ndarray, batch: int) -> np.ndarray:
+    """items [CROP_POOL, ...] repeated to [batch + CROP_POOL, ...], contiguous."""
+    reps = -(-(batch + CROP_POOL) // CROP_POOL)
+    return np.ascontiguousarray(np.tile(items, (reps,) + (1,) * (items.ndim - 1))
+                                [: batch + CROP_POOL])
+
+
 def crop_pool(size: int, batch: int, seed: int = 0) -> np.ndarray:
     """uint8[batch + CROP_POOL, S, S, 3]: `pool[o:o + batch]` is a contiguous batch for any
     offset o < CROP_POOL, so building a step's input costs nothing inside the timed region."""
-    crops = face_crops(size, CROP_POOL, seed)
-    reps = -(-(batch + CROP_POOL) // CROP_POOL)
-    return np.ascontiguousarray(np.tile(crops, (reps, 1, 1, 1))[: batch + CROP_POOL])
+    return _tiled(face_crops(size, CROP_POOL, seed), batch)
+
+
+def geometry_pool(batch: int, seed: int = 0) -> np.ndarray:
+    """float32[batch + CROP_POOL, G] of `face_geometry`, sliced like `crop_pool`."""
+    return _tiled(face_geometry(CROP_POOL, seed), batch)
+
+
+def input_pool(contract, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """{input name: pool} for the per-face inputs `contract` (a ModelContract) lists: `image`
+    from `crop_pool`, `geometry` from `geometry_pool`; rows o..o + batch of each belong to the
+    same step."""
+    return {name: _tiled(frames, batch)
+            for name, frames in face_inputs_of(contract, CROP_POOL, seed).items()}
+
+
+def face_inputs_of(contract, count: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """{input name: [count, ...]}: `face_crops` and/or `face_geometry` of `count` frames, for
+    the per-face inputs `contract` lists (a ModelContract, or anything with its `uses_image`,
+    `uses_geometry` and `crop_size`, such as a training ModelConfig)."""
+    out = {}
+    if contract.uses_image:
+        out[INPUT_IMAGE] = face_crops(contract.crop_size, count, seed)
+    if contract.uses_geometry:
+        out[INPUT_GEOMETRY] = face_geometry(count, seed)
+    return out
+
+
+def step_args(inputs: Mapping[str, np.ndarray], index) -> tuple[np.ndarray | None,
+                                                               np.ndarray | None]:
+    """(images, geometry) for `Backend.step` from {input name: array}, rows `index` of each;
+    None for an input the mapping lacks."""
+    images, geometry = inputs.get(INPUT_IMAGE), inputs.get(INPUT_GEOMETRY)
+    return (None if images is None else images[index],
+            None if geometry is None else geometry[index])
 
 
 def time_steps(backend: Backend, batch: int, steps: int, warmup: int,
-               pool: np.ndarray | None = None, max_seconds: float = 0.0) -> np.ndarray:
+               pool: Mapping[str, np.ndarray] | None = None,
+               max_seconds: float = 0.0) -> np.ndarray:
     """Milliseconds of `steps` timed `backend.step` calls at `batch`, after `warmup` untimed
-    ones; the state returned by each call feeds the next. float64[n]: n = steps, or fewer (but
-    at least MIN_TIMED_STEPS) once the timed calls have taken `max_seconds` (0: no limit)."""
+    ones; the state returned by each call feeds the next. pool: `input_pool` of the backend's
+    contract (None: made here). float64[n]: n = steps, or fewer (but at least MIN_TIMED_STEPS)
+    once the timed calls have taken `max_seconds` (0: no limit)."""
     if pool is None:
-        pool = crop_pool(backend.contract.crop_size, batch)
+        pool = input_pool(backend.contract, batch)
     state = backend.init_state(batch)
     samples = np.empty(steps, np.float64)
     clock = time.perf_counter
     spent = 0.0
     for t in range(warmup + steps):
         offset = t % CROP_POOL
-        images = pool[offset:offset + batch]
+        images, geometry = step_args(pool, slice(offset, offset + batch))
         t0 = clock()
-        _, state = backend.step(images, state)
+        _, state = backend.step(images, state, geometry)
         t1 = clock()
         if t >= warmup:
             samples[t - warmup] = (t1 - t0) * 1000.0
@@ -277,16 +338,17 @@ def bench_variants(variants: Sequence[Variant], model_path: str | os.PathLike,
 class SplitStep:
     """A contract ONNX cut at its CNN boundary (`rtau.precision.META_CNN_OUTPUT`) into two
     ONNX Runtime sessions: `features(images uint8[N, S, S, 3]) -> [N, ...]` (the CNN, any
-    batch) and `cell(features [B, ...], state float32[B, H]) -> (aus, state)` (the recurrent
-    cell and head). What a model without state between frames could do with a window: all W
-    frames through the CNN in one batch, then the cell over them. Needs the onnx package."""
+    batch) and `cell(features [B, ...], state float32[B, H], geometry float32[B, G] | None) ->
+    (aus, state)` (the geometry encoder if the model has one, the recurrent cell and the head).
+    What a model without state between frames could do with a window: all W frames through the
+    CNN in one batch, then the cell over them. Only for models with a CNN; needs onnx."""
 
     def __init__(self, model_path: str | os.PathLike, providers: Sequence[str]) -> None:
         import onnx
         import onnx.utils
         import onnxruntime as ort
 
-        from rtau.contract import INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE
+        from rtau.contract import INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE
         from rtau.precision import META_CNN_OUTPUT
 
         model = onnx.load(str(model_path))
@@ -302,36 +364,46 @@ class SplitStep:
             part = extractor.extract_model(inputs, outputs).SerializeToString()
             return ort.InferenceSession(part, options, providers=list(providers))
 
+        self._geometry = INPUT_GEOMETRY if INPUT_GEOMETRY in {
+            i.name for i in model.graph.input} else None
         self._cnn = session([INPUT_IMAGE], [boundary])
-        self._cell = session([boundary, INPUT_STATE], [OUTPUT_AUS, OUTPUT_STATE])
+        cell_inputs = [boundary, *([self._geometry] if self._geometry else []), INPUT_STATE]
+        self._cell = session(cell_inputs, [OUTPUT_AUS, OUTPUT_STATE])
         self._names = (INPUT_IMAGE, boundary, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)
 
     def features(self, images: np.ndarray) -> np.ndarray:
         image, boundary = self._names[:2]
         return self._cnn.run([boundary], {image: images})[0]
 
-    def cell(self, features: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def cell(self, features: np.ndarray, state: np.ndarray,
+             geometry: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         _, boundary, state_in, aus, state_out = self._names
-        return tuple(self._cell.run([aus, state_out], {boundary: features, state_in: state}))
+        feeds = {boundary: features, state_in: state}
+        if self._geometry:
+            feeds[self._geometry] = geometry
+        return tuple(self._cell.run([aus, state_out], feeds))
 
-    def window(self, images: np.ndarray, hidden: int) -> np.ndarray:
-        """AUs float32[K] after the W frames of `images`: CNN on all W at once, then W cell
-        steps from the zero state."""
+    def window(self, images: np.ndarray, hidden: int,
+               geometry: np.ndarray | None = None) -> np.ndarray:
+        """AUs float32[K] after the W frames of `images` uint8[W, S, S, 3] (and geometry
+        float32[W, G] for a model that takes it): CNN on all W at once, then W cell steps from
+        the zero state float32[1, hidden]."""
         feats = self.features(images)
         state = np.zeros((1, hidden), np.float32)
         aus = None
         for i in range(feats.shape[0]):
-            aus, state = self.cell(feats[i:i + 1], state)
+            shape = None if geometry is None else geometry[i:i + 1]
+            aus, state = self.cell(feats[i:i + 1], state, shape)
         return aus[0]
 
 
 def split_step_of(backend: Backend) -> SplitStep | None:
     """The backend's model as a SplitStep on the same ONNX Runtime providers; None for other
-    backends, or where onnx is not installed."""
+    backends, a model without a CNN (geometry only), or where onnx is not installed."""
     import importlib.util
 
     providers = getattr(backend, "_providers", None)
-    if backend.name != "onnxruntime" or providers is None:
+    if backend.name != "onnxruntime" or providers is None or not backend.contract.uses_image:
         return None
     if importlib.util.find_spec("onnx") is None:
         return None
@@ -349,14 +421,15 @@ def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
     - `batched_p50_ms`/`batched_p99_ms`: the fair alternative, the W frames as one batch
       through the CNN, then the recurrent cell over them (`SplitStep`; ONNX Runtime backends
       only, None elsewhere), which profits from batching where the hardware does.
-    The stateful model does one step per frame. Returns, per W (W = 1 is the stateful step),
-    {window, steps_per_frame, p50_ms, p99_ms, x_stateful, batched_p50_ms, batched_p99_ms,
-    batched_x_stateful, frames}.
+    The stateful model does one step per frame; every step gets the inputs the model's contract
+    lists (a geometry-only model has no CNN to batch: batched_* stay None). Returns, per W
+    (W = 1 is the stateful step), {window, steps_per_frame, p50_ms, p99_ms, x_stateful,
+    batched_p50_ms, batched_p99_ms, batched_x_stateful, frames}.
     """
-    size = backend.contract.crop_size
     hidden = backend.contract.state_size
-    crops = face_crops(size, max(CROP_POOL, max(windows, default=1) + frames + warmup))
-    n = len(crops)
+    inputs = face_inputs_of(backend.contract,
+                            max(CROP_POOL, max(windows, default=1) + frames + warmup))
+    n = len(next(iter(inputs.values())))
     split = split_step_of(backend)
     rows = []
     stateful = None
@@ -375,13 +448,15 @@ def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
             carried = [backend.init_state(1)]
 
             def run_frame(f, carried=carried):
-                _, carried[0] = backend.step(crops[f % n:f % n + 1], carried[0])
+                images, geometry = step_args(inputs, slice(f % n, f % n + 1))
+                _, carried[0] = backend.step(images, carried[0], geometry)
         else:
             def run_frame(f, window=window):
                 state = backend.init_state(1)
                 for i in range(window):
                     k = (f + i) % n
-                    _, state = backend.step(crops[k:k + 1], state)
+                    images, geometry = step_args(inputs, slice(k, k + 1))
+                    _, state = backend.step(images, state, geometry)
         p50, p99 = timed(run_frame)
         stateful = p50 if window == 1 else stateful
         row = {"window": window, "steps_per_frame": window, "p50_ms": p50, "p99_ms": p99,
@@ -389,7 +464,9 @@ def sliding_window(backend: Backend, windows: Sequence[int] = DEFAULT_WINDOWS,
                "batched_x_stateful": None, "frames": frames}
         if split is not None and window > 1:
             def run_batched(f, window=window):
-                split.window(crops[f:f + window], hidden)  # in range: n >= W + frames + warmup
+                # in range: n >= W + frames + warmup
+                images, geometry = step_args(inputs, slice(f, f + window))
+                split.window(images, hidden, geometry)
             b50, b99 = timed(run_batched)
             row.update(batched_p50_ms=b50, batched_p99_ms=b99, batched_x_stateful=b50 / stateful)
         rows.append(row)
@@ -413,29 +490,34 @@ def batch_vs_single(results: Sequence[StepResult]) -> list[dict]:
     return rows
 
 
-StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
-"""(images uint8[B, S, S, 3], state float32[B, H]) -> (aus [B, K], state [B, H], *more)."""
+StepFn = Callable[..., tuple[np.ndarray, ...]]
+"""(images uint8[B, S, S, 3] | None, state float32[B, H], geometry float32[B, G] | None) ->
+(aus [B, K], state [B, H], *more): `Backend.step`'s signature."""
 EXTRA_OUTPUTS = ("head",)
 """Names of step outputs after (aus, state), when both sides give them: the unclamped head."""
 
 
-def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray, hidden: int) -> dict:
+def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray | None, hidden: int,
+                    geometry: np.ndarray | None = None) -> dict:
     """Unroll two step functions side by side from the zero state over frames
-    uint8[T, B, S, S, 3], each fed its own state; the largest absolute differences over the run
-    (errors that accumulate through the state show up here, not in one step).
+    uint8[T, B, S, S, 3] and/or geometry float32[T, B, G] (None: the model takes no such input),
+    each fed its own state; the largest absolute differences over the run (errors that
+    accumulate through the state show up here, not in one step).
 
     Returns {steps, batch, max_abs_au_error, mean_abs_au_error, max_abs_state_error} and, when
     both return a third output, max_abs_head_error. The one parity helper of rtau: benchmarks,
     the export's gate and the backend tests use it.
     """
-    steps, batch = frames.shape[:2]
+    steps, batch = (frames if frames is not None else geometry).shape[:2]
     s_test = np.zeros((batch, hidden), np.float32)
     s_ref = s_test.copy()
     worst: dict[str, float] = {}
     au_sum = 0.0
     for t in range(steps):
-        test_out = step(frames[t], s_test)
-        ref_out = reference(frames[t], s_ref)
+        image = None if frames is None else frames[t]
+        shape = None if geometry is None else geometry[t]
+        test_out = step(image, s_test, shape)
+        ref_out = reference(image, s_ref, shape)
         s_test, s_ref = test_out[1], ref_out[1]
         names = ("au", "state", *EXTRA_OUTPUTS)
         for name, a, b in zip(names, test_out, ref_out, strict=False):
@@ -453,16 +535,20 @@ def unrolled_parity(step: StepFn, reference: StepFn, frames: np.ndarray, hidden:
 
 
 def shifted_batches(frames: np.ndarray, batch: int, shift: int = 37) -> np.ndarray:
-    """uint8[T, batch, S, S, 3] from frames uint8[T, S, S, 3]: row r is the clip shifted by
-    r * shift frames, so the rows of a batch differ."""
+    """[T, batch, ...] from per-frame inputs [T, ...] (crops uint8[T, S, S, 3] or geometry
+    float32[T, G]): row r is the clip shifted by r * shift frames, so the rows of a batch
+    differ."""
     return np.stack([np.roll(frames, -shift * r, axis=0) for r in range(batch)], axis=1)
 
 
 def parity(backend: Backend, reference: Backend, steps: int, batch: int = 2,
            seed: int = 1) -> dict:
-    """`unrolled_parity` of two backends over `steps` steps of the same face crops."""
-    frames = shifted_batches(face_crops(reference.contract.crop_size, steps, seed), batch)
-    return unrolled_parity(backend.step, reference.step, frames, reference.contract.state_size)
+    """`unrolled_parity` of two backends over `steps` steps of the same inputs (face crops
+    and/or geometry, as the reference's contract lists them)."""
+    inputs = {name: shifted_batches(value, batch)
+              for name, value in face_inputs_of(reference.contract, steps, seed).items()}
+    return unrolled_parity(backend.step, reference.step, inputs.get(INPUT_IMAGE),
+                           reference.contract.state_size, inputs.get(INPUT_GEOMETRY))
 
 
 def _version(dist: str) -> str | None:
@@ -578,7 +664,8 @@ def model_info(path: str | os.PathLike) -> dict:
         return info
     info.update(crop_size=contract.crop_size, state_size=contract.state_size,
                 aus=contract.num_aus, model_version=contract.model_version,
-                training_data=contract.training_data, precision=contract.precision)
+                training_data=contract.training_data, precision=contract.precision,
+                inputs=list(contract.inputs), geometry_size=contract.geometry_size)
     return info
 
 

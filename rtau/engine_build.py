@@ -5,15 +5,20 @@ Run: `rtau build-engine [--model ONNX] [--out engines/NAME.engine] [--max-batch 
 `build_engine(EngineBuildConfig(...))` from Python.
 
 Both flavours build *strongly typed* networks, so the precision comes from the ONNX: an FP32
-contract ONNX is first rewritten in memory to the FP16-CNN layout (`rtau.precision`: CNN in
-FP16, recurrent cell and state in FP32). Each batch bucket gets one optimisation profile with a
-fixed batch (min = opt = max), so the runtime pads a batch up to its bucket and can capture one
-CUDA graph per bucket. Full TensorRT builds for the GPU it runs on and keeps a timing cache
-beside the engine (`NAME.timing.cache`); TensorRT-RTX builds ahead of time without a GPU for a
-list of compute capabilities (default 8.0, 8.6, 8.9, 12.0: what it targets by default; Turing
-7.5 only on request) and compiles kernels when the engine first runs, which the backend keeps in
-a runtime cache (`NAME.runtime.cache`). `NAME.json` beside the engine records the source ONNX
-sha256, the flavour and version, the targets, the buckets and every I/O tensor's name, dtype and
+contract ONNX of a model with a CNN (one that takes the image) is first rewritten in memory to
+the FP16-CNN layout (`rtau.precision`: CNN in FP16; geometry encoder, recurrent cell and state
+in FP32). A geometry-only model has no CNN and is built as it is, FP32 (the manifest's
+`precision` says which). The engine's I/O is the contract's: `image` uint8[B, S, S, 3] and/or
+`geometry` float32[B, G] (as `rtau.inputs` lists them), `state` float32[B, H] -> `aus`
+float32[B, K], `state_out` float32[B, H]. Each batch bucket gets one optimisation profile with a
+fixed batch (min = opt = max) for every input, so the runtime pads a batch up to its bucket and
+can capture one CUDA graph per bucket. Full TensorRT builds for the GPU it runs on and keeps a
+timing cache beside the engine (`NAME.timing.cache`); TensorRT-RTX builds ahead of time without
+a GPU for a list of compute capabilities (default 8.0, 8.6, 8.9, 12.0: what it targets by
+default; Turing 7.5 only on request) and compiles kernels when the engine first runs, which the
+backend keeps in a runtime cache (`NAME.runtime.cache`). `NAME.json` beside the engine records
+the source ONNX sha256, the flavour and version, the precision, the targets, the buckets and
+every I/O tensor's name, dtype and
 shape; a rebuild is skipped when it matches the request and the engine file.
 """
 
@@ -31,14 +36,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rtau.contract import (
-    INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
     OUTPUT_STATE,
     PRECISION_FP16_CNN,
+    PRECISION_FP32,
     ContractError,
     ModelContract,
     ModelManifest,
+    io_spec,
     read_onnx_contract,
     sha256_file,
     write_json_atomic,
@@ -68,9 +74,6 @@ RTX_DEFAULT_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.0")
 """TensorRT-RTX's own default targets, set explicitly so the manifest states them exactly."""
 CURRENT_GPU = "current"
 
-IO_ORDER = (INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)
-EXPECTED_DTYPES = {INPUT_IMAGE: "uint8", INPUT_STATE: "float32", OUTPUT_AUS: "float32",
-                   OUTPUT_STATE: "float32"}
 TRT_DTYPE_NAMES = {"UINT8": "uint8", "FLOAT": "float32", "HALF": "float16", "INT8": "int8",
                    "INT32": "int32", "INT64": "int64", "BOOL": "bool", "BF16": "bfloat16"}
 
@@ -202,12 +205,29 @@ def timing_cache_path(engine_path: str | os.PathLike) -> Path:
     return Path(engine_path).with_suffix(TIMING_CACHE_SUFFIX)
 
 
+def io_order(contract: ModelContract) -> tuple[str, ...]:
+    """The engine's tensor names in contract order: per-face inputs, state, aus, state_out."""
+    return (*contract.inputs, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)
+
+
+def expected_dtypes(contract: ModelContract) -> dict[str, str]:
+    """Tensor name -> dtype name ('uint8', 'float32') the contract gives it."""
+    spec = io_spec(contract)
+    return {name: spec[name]["dtype"] for name in io_order(contract)}
+
+
+def engine_precision(contract: ModelContract) -> str:
+    """fp16-cnn for a model with a CNN (it takes the image); fp32 for a geometry-only model."""
+    return PRECISION_FP16_CNN if contract.uses_image else PRECISION_FP32
+
+
 def build_key(onnx_sha256: str, flavour: Flavour, buckets: tuple[int, ...],
-              compute_capabilities: tuple[str, ...]) -> dict:
+              compute_capabilities: tuple[str, ...], precision: str = PRECISION_FP16_CNN
+              ) -> dict:
     """Everything that decides the engine's bytes: equal keys mean the engine is up to date."""
     return {"format": ENGINE_FORMAT, "source_onnx_sha256": onnx_sha256, "flavour": flavour.name,
             "tensorrt_version": flavour.version, "buckets": list(buckets),
-            "compute_capabilities": list(compute_capabilities), "precision": PRECISION_FP16_CNN}
+            "compute_capabilities": list(compute_capabilities), "precision": precision}
 
 
 def manifest_matches(engine_path: Path, key: dict) -> bool:
@@ -221,15 +241,16 @@ def manifest_matches(engine_path: Path, key: dict) -> bool:
     return sha256_file(engine_path) == manifest.get("engine_sha256")
 
 
-def _fp16_cnn_bytes(model_path: Path, contract: ModelContract) -> bytes:
-    """The ONNX serialized in the FP16-CNN layout (converted in memory when it is FP32)."""
+def _engine_onnx_bytes(model_path: Path, contract: ModelContract) -> bytes:
+    """The ONNX serialized in the engine's layout: FP16-CNN (converted in memory when it is
+    FP32) for a model with a CNN, the file as it is for a geometry-only model (FP32)."""
+    if contract.precision == PRECISION_FP16_CNN or not contract.uses_image:
+        return model_path.read_bytes()
     try:
         import onnx
     except ImportError:
         raise EngineBuildError("building an engine needs the onnx package "
                                "(pip install 'rtau[rtx]' or 'rtau[trt]')") from None
-    if contract.precision == PRECISION_FP16_CNN:
-        return model_path.read_bytes()
     from rtau.precision import convert_cnn_to_fp16
 
     return convert_cnn_to_fp16(onnx.load(str(model_path))).SerializeToString()
@@ -251,14 +272,16 @@ def network_io(network) -> dict[str, dict]:
 
 
 def check_network_io(io: dict[str, dict], contract: ModelContract, source: str) -> None:
-    """The parsed network must expose the contract's four tensors with the contract dtypes."""
-    if sorted(io) != sorted(IO_ORDER):
+    """The parsed network must expose the contract's tensors (its inputs, state, aus,
+    state_out) with the contract dtypes."""
+    order, dtypes = io_order(contract), expected_dtypes(contract)
+    if sorted(io) != sorted(order):
         raise EngineBuildError(f"{source} parses to tensors {sorted(io)}, not the rtau step "
-                               f"tensors {list(IO_ORDER)}")
-    wrong = {n: io[n]["dtype"] for n in IO_ORDER if io[n]["dtype"] != EXPECTED_DTYPES[n]}
+                               f"tensors {list(order)}")
+    wrong = {n: io[n]["dtype"] for n in order if io[n]["dtype"] != dtypes[n]}
     if wrong:
         raise EngineBuildError(f"{source} parses with dtypes {wrong}; the contract needs "
-                               f"{EXPECTED_DTYPES}")
+                               f"{dtypes}")
 
 
 def _progress_monitor(trt, progress):
@@ -333,12 +356,13 @@ def build_engine(cfg: EngineBuildConfig, console=None) -> BuildResult:
     ccs = _targets(flavour, trt, cfg.compute_capability, gpu_cc)
     engine_path = Path(cfg.out) if cfg.out is not None else default_engine_path(model_path, flavour)
     onnx_sha = sha256_file(model_path)
-    key = build_key(onnx_sha, flavour, buckets, ccs)
+    precision = engine_precision(contract)
+    key = build_key(onnx_sha, flavour, buckets, ccs, precision)
     man_path = engine_manifest_path(engine_path)
     if not cfg.force and manifest_matches(engine_path, key):
         return BuildResult(engine_path, man_path, read_engine_manifest(engine_path), skipped=True)
 
-    onnx_bytes = _fp16_cnn_bytes(model_path, contract)
+    onnx_bytes = _engine_onnx_bytes(model_path, contract)
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -354,11 +378,12 @@ def build_engine(cfg: EngineBuildConfig, console=None) -> BuildResult:
     check_network_io(io, contract, str(model_path))
 
     config = builder.create_builder_config()
-    s, h = contract.crop_size, contract.state_size
+    spec = io_spec(contract)
     for b in buckets:
         profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_IMAGE, (b, s, s, 3), (b, s, s, 3), (b, s, s, 3))
-        profile.set_shape(INPUT_STATE, (b, h), (b, h), (b, h))
+        for name in (*contract.inputs, INPUT_STATE):
+            shape = (b, *spec[name]["shape"][1:])
+            profile.set_shape(name, shape, shape, shape)
         config.add_optimization_profile(profile)
     if flavour.name == "rtx" or cfg.compute_capability:
         if not hasattr(config, "set_compute_capability"):
@@ -395,14 +420,14 @@ def build_engine(cfg: EngineBuildConfig, console=None) -> BuildResult:
         "engine_bytes": engine_path.stat().st_size,
         "source_onnx": str(model_path),
         "source_onnx_sha256": onnx_sha,
-        "precision": PRECISION_FP16_CNN,
+        "precision": precision,
         "tensorrt": flavour.to_json(),
         "targets": {"compute_capabilities": list(ccs), "built_on_gpu": gpu_name,
                     "built_on_compute_capability": gpu_cc},
         "max_batch": buckets[-1],
         "buckets": list(buckets),
         "profiles": [{"index": i, "batch": b} for i, b in enumerate(buckets)],
-        "io": {name: io[name] for name in IO_ORDER},
+        "io": {name: io[name] for name in io_order(contract)},
         "cache": ({"kind": "timing", "file": tcache_path.name} if flavour.name == "tensorrt"
                   else {"kind": "runtime", "file": runtime_cache_path(engine_path).name}),
         "model": ModelManifest(contract, onnx_sha, model_path.name).to_json(),

@@ -15,7 +15,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtau.contract import ALIGNMENT_FIVE_POINT, PRECISION_FP16_CNN, ModelContract
+from rtau.contract import (
+    ALIGNMENT_FIVE_POINT,
+    INPUT_IMAGE,
+    PRECISION_FP16_CNN,
+    ContractError,
+    ModelContract,
+)
 from rtau.errors import RtauError
 
 ENGINE_FORMAT = "rtau.engine/1"
@@ -85,15 +91,20 @@ def read_engine_manifest(engine_path: str | os.PathLike) -> dict:
 
 
 def contract_from_manifest(manifest: dict, source: str = "engine") -> ModelContract:
-    """The step contract an engine manifest embeds (from the source ONNX's metadata)."""
+    """The step contract an engine manifest embeds (from the source ONNX's metadata), with the
+    engine's precision (fp16-cnn, or fp32 for a geometry-only model). Manifests written before
+    contract version 3 have no `inputs`: the image alone."""
     model = manifest.get("model", {})
     try:
         return ModelContract(
             crop_size=int(model["crop_size"]), state_size=int(model["state_size"]),
             au_names=tuple(model["au_names"]), model_version=str(model.get("model_version", "")),
-            training_data=str(model.get("training_data", "")), precision=PRECISION_FP16_CNN,
+            training_data=str(model.get("training_data", "")),
+            precision=str(manifest.get("precision", PRECISION_FP16_CNN)),
             alignment=str(model.get("alignment", ALIGNMENT_FIVE_POINT)),
+            inputs=tuple(model.get("inputs", (INPUT_IMAGE,))),
+            geometry=str(model.get("geometry", "")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ContractError) as exc:
         raise EngineManifestError(
             f"the manifest of {source} has no valid contract ({exc})") from None

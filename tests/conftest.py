@@ -3,6 +3,8 @@
 - The `gpu` marker skips cleanly on machines without an NVIDIA GPU.
 - `tiny_model` / `tiny_onnx`: a small randomised model and its contract ONNX exported with
   `train.export` (torch is imported lazily, so runtime-only test runs do not need it).
+- `tiny_onnx_of(kind)`: the same for each input kind of `TINY_KINDS` (image, geometry,
+  image+geometry), each exported once per session; "image" is `tiny_onnx`.
 """
 
 from __future__ import annotations
@@ -67,3 +69,29 @@ def tiny_onnx(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     path, _ = export_onnx(tiny_model, out, ExportConfig(parity_steps=20))
     return path
+
+
+TINY_KINDS = ("image", "geometry", "image+geometry")
+"""`train.model.ModelConfig.inputs` values: the three kinds of step model."""
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_of(request, tmp_path_factory):
+    """kind -> Path of the tiny model's contract ONNX for that input kind (exported on first
+    use, once per session)."""
+    pytest.importorskip("torch")
+    exported = {}
+
+    def get(kind: str):
+        if kind == "image":
+            return request.getfixturevalue("tiny_onnx")
+        if kind not in exported:
+            from train.export import ExportConfig, export_onnx
+            from train.model import ModelConfig
+
+            model = randomised_model(ModelConfig.tiny(inputs=kind))
+            out = tmp_path_factory.mktemp("onnx") / f"tiny-{kind.replace('+', '-')}.onnx"
+            exported[kind], _ = export_onnx(model, out, ExportConfig(parity_steps=20))
+        return exported[kind]
+
+    return get

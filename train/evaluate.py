@@ -29,6 +29,7 @@ import typer
 from rich.console import Console
 
 from rtau.contract import write_json_atomic
+from train.data.geometry import GeometrySource, batch_inputs
 from train.data.splits import split_video_ids
 from train.data.store import ClipStore, StoreError, check_alignment, sequential_clips
 from train.metrics import MetricsReport, au_metrics, markdown_table
@@ -114,12 +115,15 @@ def predict_video(
     model: AUModel, store: ClipStore, video_id: str, chunk_len: int = DEFAULT_CHUNK,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """float32[N, K] AU intensities of a whole video, the GRU state carried across chunks."""
+    """float32[N, K] AU intensities of a whole video, the state carried across chunks from the
+    zero state at frame 0, as a live face's is (a geometry model's baseline included)."""
     model.eval()
+    geometry = GeometrySource(store, model.cfg.baseline_frames) if model.cfg.uses_geometry \
+        else None
     state, outputs = None, []
     for clip in sequential_clips(store, video_id, chunk_len):
-        images = torch.from_numpy(clip.images).to(device).unsqueeze(0)
-        aus, state = model.forward_sequence(images, state)
+        inputs = batch_inputs(model.cfg, [clip], geometry, device, warm_start=False)
+        aus, state = model.forward_sequence(inputs.images, state, inputs.geometry, inputs.present)
         outputs.append(aus[0].float().cpu().numpy())
     return np.concatenate(outputs)
 

@@ -39,10 +39,12 @@ import torch
 import typer
 from torch import nn
 
-from rtau.bench import face_crops, unrolled_parity
+from rtau.bench import face_inputs_of, unrolled_parity
 from rtau.contract import (
     ALIGNMENT_DEFAULT,
     ALIGNMENT_FIVE_POINT,
+    GEOMETRY_LANDMARKS_XY,
+    INPUT_GEOMETRY,
     INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
@@ -111,26 +113,37 @@ class _StepModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor, state: torch.Tensor):
-        return self.model.step(image, state)
+    def forward(self, *tensors: torch.Tensor):
+        # (image?, geometry?, state): the model's inputs in contract order, state last
+        named = dict(zip((*model_inputs(self.model.cfg), INPUT_STATE), tensors, strict=True))
+        return self.model.step(named.get(INPUT_IMAGE), named[INPUT_STATE],
+                               named.get(INPUT_GEOMETRY))
+
+
+def model_inputs(cfg) -> tuple[str, ...]:
+    """The contract's per-face input names a model of `cfg` takes, in contract order."""
+    return tuple(name for name, used in ((INPUT_IMAGE, cfg.uses_image),
+                                         (INPUT_GEOMETRY, cfg.uses_geometry)) if used)
 
 
 def _trace_to_onnx(model: AUModel) -> bytes:
     cfg = model.cfg
-    image = torch.from_numpy(face_crops(cfg.crop_size, 2)).contiguous()
-    state = torch.zeros(2, cfg.hidden_size)
+    names = model_inputs(cfg)
+    example = face_inputs_of(cfg, 2)
+    args = tuple(torch.from_numpy(example[n]).contiguous() for n in names) + (
+        torch.zeros(2, cfg.state_size),)
     buffer = io.BytesIO()
     # torch.onnx.export leaves every submodule in the *wrapper's* mode afterwards: a wrapper in
     # train mode would silently switch the caller's model to batch-statistics BatchNorm.
     wrapper = _StepModule(model).eval()
-    dynamic = {name: {0: "B"} for name in (INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)}
+    dynamic = {name: {0: "B"} for name in (*names, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)}
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export; it still gives the
         # plainest graph (Conv+BN folded, Gemm cell) and needs no onnxscript.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (image, state), buffer,
-            input_names=[INPUT_IMAGE, INPUT_STATE], output_names=[OUTPUT_AUS, OUTPUT_STATE],
+            wrapper, args, buffer,
+            input_names=[*names, INPUT_STATE], output_names=[OUTPUT_AUS, OUTPUT_STATE],
             dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
     return buffer.getvalue()
@@ -146,23 +159,30 @@ def build_onnx(model: AUModel, cfg: ExportConfig):
     finally:
         model.train(was_training)
     pools = [n for n in proto.graph.node if n.op_type in POOL_OPS]
-    if len(pools) != 1:
-        raise ExportError(f"expected one global pooling node in the CNN, found {len(pools)}")
+    if len(pools) != int(model.cfg.uses_image):
+        raise ExportError(f"expected {int(model.cfg.uses_image)} global pooling node (the CNN's),"
+                          f" found {len(pools)}")
     contract = ModelContract(
-        crop_size=model.cfg.crop_size, state_size=model.cfg.hidden_size,
+        crop_size=model.cfg.crop_size, state_size=model.cfg.state_size,
         au_names=tuple(model.cfg.au_names), model_version=cfg.model_version,
         training_data=cfg.training_data or "unspecified", precision=PRECISION_FP32,
-        alignment=cfg.alignment,
+        alignment=cfg.alignment, inputs=model_inputs(model.cfg),
+        geometry=GEOMETRY_LANDMARKS_XY if model.cfg.uses_geometry else "",
     )
     meta = contract.to_metadata()
-    meta[META_CNN_OUTPUT] = pools[0].output[0]
+    if pools:
+        meta[META_CNN_OUTPUT] = pools[0].output[0]
     meta[META_MODEL_CONFIG] = json.dumps(model.cfg.to_dict())
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "rtau"
-    proto.doc_string = "rtau stateful AU step: (image uint8 BxSxSx3, state) -> (aus, state_out)"
+    proto.doc_string = (f"rtau stateful AU step: ({', '.join(contract.inputs)}, state) -> "
+                        "(aus, state_out)")
     if cfg.precision == PRECISION_FP16_CNN:
+        if not model.cfg.uses_image:
+            raise ExportError(f"{PRECISION_FP16_CNN} needs a CNN; a geometry-only model is "
+                              f"exported {PRECISION_FP32}")
         proto = convert_cnn_to_fp16(proto)
     elif cfg.precision != PRECISION_FP32:
         raise ExportError(f"precision must be {PRECISION_FP32} or {PRECISION_FP16_CNN}")
@@ -184,13 +204,17 @@ def _with_head_output(onnx_path: Path) -> bytes:
 
 
 def torch_step(model: AUModel) -> Callable:
-    """`model.step` in FP32 as an `rtau.bench.StepFn` over numpy arrays: (images, state) ->
-    (aus, state, unclamped head output)."""
+    """`model.step` in FP32 as an `rtau.bench.StepFn` over numpy arrays: (images, state,
+    geometry) -> (aus, state, unclamped head output)."""
 
-    def step(images: np.ndarray, state: np.ndarray):
+    def tensor(array):
+        return None if array is None else torch.from_numpy(array)
+
+    def step(images: np.ndarray | None, state: np.ndarray, geometry: np.ndarray | None = None):
         with torch.no_grad():
-            aus, h = model.step(torch.from_numpy(images), torch.from_numpy(state))
-            return aus.numpy(), h.numpy(), model.raw_readout(h).numpy()
+            aus, h = model.step(tensor(images), torch.from_numpy(state), tensor(geometry))
+            hidden = h[..., : model.cfg.hidden_size]
+            return aus.numpy(), h.numpy(), model.raw_readout(hidden).numpy()
 
     return step
 
@@ -208,14 +232,17 @@ def check_parity(model: AUModel, onnx_path: Path, steps: int, seed: int = 0) -> 
                                    providers=["CPUExecutionProvider"])
     outputs = [OUTPUT_AUS, OUTPUT_STATE, session.get_outputs()[-1].name]
 
-    def onnx_step(images: np.ndarray, state: np.ndarray):
-        return session.run(outputs, {INPUT_IMAGE: images, INPUT_STATE: state})
+    def onnx_step(images: np.ndarray | None, state: np.ndarray,
+                  geometry: np.ndarray | None = None):
+        feeds = {INPUT_IMAGE: images, INPUT_GEOMETRY: geometry, INPUT_STATE: state}
+        return session.run(outputs, {k: v for k, v in feeds.items() if v is not None})
 
     cfg = model.cfg
-    frames = np.stack([face_crops(cfg.crop_size, steps, seed + i) for i in range(PARITY_BATCH)],
-                      axis=1)
+    runs = [face_inputs_of(cfg, steps, seed + i) for i in range(PARITY_BATCH)]
+    stacked = {name: np.stack([r[name] for r in runs], axis=1) for name in runs[0]}
     try:
-        return unrolled_parity(onnx_step, torch_step(model), frames, cfg.hidden_size)
+        return unrolled_parity(onnx_step, torch_step(model), stacked.get(INPUT_IMAGE),
+                               cfg.state_size, stacked.get(INPUT_GEOMETRY))
     finally:
         model.train(was_training)
 
@@ -254,7 +281,7 @@ def export_onnx(model: AUModel, out_path: str | os.PathLike, cfg: ExportConfig =
         contract=contract, onnx_sha256=sha256_file(out_path), onnx_file=out_path.name,
         extra={
             "model_config": model.cfg.to_dict(),
-            "cnn_output": meta[META_CNN_OUTPUT],
+            **({"cnn_output": meta[META_CNN_OUTPUT]} if META_CNN_OUTPUT in meta else {}),
             "gflops_per_frame": round(count_flops_per_frame(model.cfg) / 1e9, 3),
             "parameters": sum(p.numel() for p in model.parameters()),
             "parity_vs_torch_fp32": {**parity, "tolerance": PARITY_TOLERANCE[cfg.precision]},

@@ -13,6 +13,12 @@ frames into the GRU and, unless frozen, the CNN (at `cnn_lr_scale` times the lr)
 --init scratch | CKPT: a stage 1 checkpoint (or any rtau checkpoint). Its CNN and GRU weights
 load; the AU head is new when the checkpoint is a pretraining one or its AUs differ. The load
 names every missing, unexpected and shape-mismatched key and refuses anything but the head.
+--inputs image | geometry | image+geometry (`train/model.py`): what a frame gives the model;
+by default an --init checkpoint's, image from scratch. Adding geometry to an image checkpoint
+keeps its CNN and GRU: the geometry encoder is new, and the GRU's input projection is widened
+(the pretrained columns kept, the geometry columns newly initialised). Geometry models start
+each training sequence from the baseline its first frame would have live
+(`train/data/geometry.py`).
 --mode linear: the frozen-feature baseline (CNN and GRU frozen, only the linear head learns).
 --augment (default on): each sequence gets one draw of the stage 1 augmentations (small
 crop/scale jitter, colour jitter, blur, grayscale, horizontal flip; train/augment.py) for all its
@@ -36,8 +42,10 @@ import torch.nn.functional as F
 import typer
 from rich.console import Console
 
+from rtau.commands.options import config_from_options
 from train import loop
 from train.augment import AugmentConfig, ClipAugment
+from train.data.geometry import GeometrySource, ModelInputs, batch_inputs
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import (
     ClipSampler,
@@ -53,7 +61,9 @@ STAGE = "finetune"
 MODES = ("full", "linear")
 LOSSES = ("smooth_l1", "l2")
 SCRATCH = "scratch"
-NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out
+NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out...
+NEW_GEOMETRY_PREFIX = "geometry_encoder."  # ...besides a geometry encoder new to the model
+WIDENED_KEY = "gru.input_proj.weight"  # [3 hidden, inputs]: grows when geometry is added
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,9 @@ def load_pretrained(model: AUModel, path: str | Path) -> LoadReport:
 
     Only head keys may be missing or mismatched (a new head for new AUs, or the untrained head
     of a stage 1 checkpoint, which is never taken); any other difference is a ValueError that
-    names the keys.
+    names the keys. An image checkpoint loads into an image+geometry model of the same CNN and
+    GRU: the geometry encoder is missing (new) and the GRU input projection is widened, the
+    checkpoint's columns (the CNN features, first in the GRU input) copied in.
     """
     ckpt = load_checkpoint(path)
     source = ckpt.model.state_dict()
@@ -144,14 +156,28 @@ def load_pretrained(model: AUModel, path: str | Path) -> LoadReport:
         sorted(k for k in source if k in target and source[k].shape != target[k].shape)
     )
     loadable = {k: v for k, v in source.items() if k in target and k not in mismatched}
+    widened = WIDENED_KEY in mismatched and _widens(source[WIDENED_KEY], target[WIDENED_KEY])
+    if widened:
+        grown = target[WIDENED_KEY].clone()
+        grown[:, : source[WIDENED_KEY].shape[1]] = source[WIDENED_KEY]
+        loadable[WIDENED_KEY] = grown
     report = LoadReport(
         str(path), tuple(sorted(loadable)), missing, unexpected, mismatched, dropped
     )
-    bad = [k for k in missing + mismatched if not k.startswith(NEW_HEAD_PREFIX)] + list(unexpected)
+    new_parts = (NEW_HEAD_PREFIX, NEW_GEOMETRY_PREFIX)
+    bad = [k for k in missing if not k.startswith(new_parts)] + [
+        k for k in mismatched if not k.startswith(NEW_HEAD_PREFIX) and not (
+            widened and k == WIDENED_KEY)] + list(unexpected)
     if bad:
         raise ValueError(f"{path} does not fit this model: {report.describe()}")
     model.load_state_dict(loadable, strict=False)
     return report
+
+
+def _widens(source: torch.Tensor, target: torch.Tensor) -> bool:
+    """True when `target` is `source` with more input columns (same rows)."""
+    return (source.ndim == target.ndim == 2 and source.shape[0] == target.shape[0]
+            and source.shape[1] < target.shape[1])
 
 
 def masked_loss(
@@ -193,7 +219,7 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> t
             f"holds {store.crop_size} px"
         )
     torch.manual_seed(config.seed)
-    model = AUModel(replace(base, au_names=store.au_names))
+    model = AUModel(replace(base, au_names=store.au_names, inputs=config.inputs or base.inputs))
     report = load_pretrained(model, config.init)
     if not config.quiet:
         console.print(report.describe())
@@ -203,11 +229,16 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> t
 def param_groups(model: AUModel, config: FinetuneConfig) -> list[dict]:
     """Optimiser groups with an lr scale each; frozen parts get requires_grad False."""
     head = list(model.head.parameters())
+    encoder = model.geometry_encoder
     if config.mode == "linear":
-        model.backbone.requires_grad_(False)
-        model.gru.requires_grad_(False)
+        for part in (model.backbone, encoder, model.gru):
+            if part is not None:
+                part.requires_grad_(False)
         return [{"params": head, "scale": 1.0}]
-    groups = [{"params": head + list(model.gru.parameters()), "scale": 1.0}]
+    geometry = [] if encoder is None else list(encoder.parameters())
+    groups = [{"params": head + list(model.gru.parameters()) + geometry, "scale": 1.0}]
+    if model.backbone is None:
+        return groups
     if config.cnn_frozen:
         model.backbone.requires_grad_(False)
     else:
@@ -215,18 +246,11 @@ def param_groups(model: AUModel, config: FinetuneConfig) -> list[dict]:
     return groups
 
 
-def sequence_outputs(model: AUModel, images: torch.Tensor, cnn_frozen: bool) -> torch.Tensor:
-    """Unclamped AU outputs [B, T, K] of images [B, T, S, S, 3] (the loss needs the gradient
-    below 0 and above 5 too); the CNN runs without a graph if frozen."""
-    b, t = images.shape[:2]
-    flat = images.reshape(b * t, *images.shape[2:])
-    if cnn_frozen:
-        with torch.no_grad():
-            feats = model.features(flat)
-    else:
-        feats = model.features(flat)
-    states, _ = model.run_gru(feats.reshape(b, t, -1), None)
-    return model.raw_readout(states)
+def sequence_outputs(model: AUModel, inputs: ModelInputs) -> torch.Tensor:
+    """Unclamped AU outputs [B, T, K] of a batch (the loss needs the gradient below 0 and above
+    5 too); a frozen CNN runs without a graph (`AUModel.features`)."""
+    raw, _ = model.sequence_outputs(inputs.images, inputs.state, inputs.geometry, inputs.present)
+    return raw
 
 
 def freeze_batch_norm_statistics(model: AUModel) -> None:
@@ -240,7 +264,7 @@ def freeze_batch_norm_statistics(model: AUModel) -> None:
     its initial statistics, i.e. unnormalised: for sparse labels use `--norm group` (statistics
     of each frame alone, nothing to freeze), as the experiment does.
     """
-    for module in model.backbone.modules():
+    for module in model.backbone.modules() if model.backbone is not None else ():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.eval()
 
@@ -275,7 +299,7 @@ def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_ste
         model, report = build_model(config, store, console)
     groups = param_groups(model, config)
     model.to(runtime.device).train()
-    if config.cnn_frozen:
+    if config.cnn_frozen and model.backbone is not None:
         model.backbone.eval()  # frozen BN statistics too
     elif config.seq_len > 1 and not all(frames[v].all() for v in train_ids):
         freeze_batch_norm_statistics(model)  # sequences hold unlabeled frames
@@ -309,18 +333,21 @@ def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_ste
     # built once: its index of labeled clip positions costs a pass over every label mask
     sampler = ClipSampler(store, config.seq_len, train_ids, frames, seed=config.seed,
                           labeled_only=True)
+    geometry = GeometrySource(store, model.cfg.baseline_frames) if model.cfg.uses_geometry \
+        else None
     device = runtime.device
 
     def step_loss(step: int) -> torch.Tensor:
         rng, generator = loop.step_generators(config.seed, runtime.rank, step)
         clips = [sampler.sample(rng) for _ in range(config.batch_size)]
-        images = torch.from_numpy(np.stack([c.images for c in clips])).to(device)
+        inputs = batch_inputs(model.cfg, clips, geometry, device)
         labels = torch.from_numpy(np.stack([c.labels for c in clips])).to(device)
         mask = torch.from_numpy(np.stack([c.mask for c in clips])).to(device)
-        if config.augment:  # on the training device: it costs a grid_sample per frame
+        if config.augment and inputs.images is not None:  # on the training device: it costs a
+            # grid_sample per frame
             flip = torch.rand(len(clips), generator=generator) < augment.config.flip_probability
-            images = augment(images, flip, generator)
-        pred = sequence_outputs(model, images, config.cnn_frozen)
+            inputs = replace(inputs, images=augment(inputs.images, flip, generator))
+        pred = sequence_outputs(model, inputs)
         return masked_loss(pred, labels, mask, config.loss)
 
     loop.run_steps(
@@ -354,6 +381,8 @@ def finetune_command(
     width: Annotated[float, typer.Option(help="CNN width multiplier (scratch only)")] = 0.375,
     hidden_size: Annotated[int, typer.Option(help="GRU state size (scratch only)")] = 256,
     norm: Annotated[str, typer.Option(help="CNN norm, scratch only: batch | group")] = "batch",
+    inputs: Annotated[str, typer.Option(
+        help="image | geometry | image+geometry; default: --init's, else image")] = "",
     seed: Annotated[int, typer.Option(help="random seed of init and batches")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -362,13 +391,5 @@ def finetune_command(
     split: Annotated[str, typer.Option(help="train | test | all (synthetic data)")] = ALL,
 ) -> None:
     """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
-    config = FinetuneConfig(
-        store=store, out=out, init=init, label_fraction=label_fraction, label_seed=label_seed,
-        fold=fold, num_folds=num_folds, mode=mode, loss=loss, steps=steps,
-        batch_size=batch_size, seq_len=seq_len, lr=lr, cnn_lr_scale=cnn_lr_scale,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
-        tiny=tiny, width=width, hidden_size=hidden_size, norm=norm, seed=seed,
-        checkpoint_every=checkpoint_every, device=device, quiet=quiet, augment=augment,
-        split=split,
-    )
+    config = config_from_options(FinetuneConfig, locals())
     print(finetune(config, Console(stderr=True)), flush=True)

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rtau.errors import RtauError
 from train.model import (
     DISFA_AUS,
+    INPUTS_IMAGE,
     AUModel,
     Checkpoint,
     ModelConfig,
@@ -43,13 +44,16 @@ FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out"})
 @dataclass(frozen=True, kw_only=True)
 class StageFields:
     """The config fields both training stages take, with flags of the same names: the model
-    (`tiny`, a test-sized model, or `width` and `hidden_size`; `norm` batch | group), `seed`,
+    (`tiny`, a test-sized model, or `width` and `hidden_size`; `norm` batch | group; `inputs`
+    image | geometry | image+geometry, "" for the default: an --init checkpoint's, else image),
+    `seed`,
     `checkpoint_every` (steps), `device` (auto | cpu | cuda) and `quiet` (no progress)."""
 
     tiny: bool = False
     width: float = 0.375
     hidden_size: int = 256
     norm: str = "batch"
+    inputs: str = ""
     seed: int = 0
     checkpoint_every: int = 200
     device: str = "auto"
@@ -57,10 +61,12 @@ class StageFields:
 
     def model_config(self, crop_size: int, au_names: tuple[str, ...] = DISFA_AUS) -> ModelConfig:
         """The architecture these fields choose, for crops of crop_size px and these AUs."""
+        inputs = self.inputs or INPUTS_IMAGE
         if self.tiny:
-            return ModelConfig.tiny(au_names=au_names, crop_size=crop_size, norm=self.norm)
+            return ModelConfig.tiny(au_names=au_names, crop_size=crop_size, norm=self.norm,
+                                    inputs=inputs)
         return ModelConfig(crop_size=crop_size, width=self.width, hidden_size=self.hidden_size,
-                           au_names=au_names, norm=self.norm)
+                           au_names=au_names, norm=self.norm, inputs=inputs)
 
 
 class NonFiniteLoss(RtauError):

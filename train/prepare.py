@@ -42,6 +42,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rtau.commands.options import config_from_options
 from rtau.contract import ALIGNMENT_DEFAULT, KNOWN_ALIGNMENTS
 from train.data.source import DatasetError, SourceVideo
 from train.data.splits import ALL, check_split, select_subjects
@@ -345,14 +346,5 @@ def prepare_command(
     ] = DEFAULT_ALIGNMENT,
 ) -> None:
     """Detect, align and store every frame of a dataset as a clip store for training."""
-    config = PrepareConfig(
-        dataset=dataset.value,
-        root=root,
-        out=out,
-        crop_size=crop_size,
-        workers=workers,
-        max_faces=max_faces,
-        split=split,
-        alignment=alignment,
-    )
+    config = config_from_options(PrepareConfig, locals(), dataset=dataset.value)
     prepare(config, Console())

@@ -45,13 +45,14 @@ import torch.nn.functional as F
 import typer
 from rich.console import Console
 
+from rtau.commands.options import config_from_options
 from train import loop
 from train.augment import AugmentConfig, TwoViews
 from train.contrastive import METHODS, ContrastConfig, build_objective
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import ClipStore, StoreError, common_alignment, read_clip
 from train.evaluate import fold_videos, video_identities
-from train.model import AUModel
+from train.model import INPUTS_IMAGE, AUModel
 from train.probe import linear_probe
 
 STAGE = "pretrain"
@@ -111,6 +112,9 @@ class PretrainConfig(loop.StageFields):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size < 2:
             raise ValueError("--batch-size must be at least 2 (negatives come from the batch)")
+        if self.inputs not in ("", INPUTS_IMAGE):
+            raise ValueError(f"stage 1 trains image models (--inputs {INPUTS_IMAGE}); geometry "
+                             "is added in stage 2 (`train finetune --inputs image+geometry`)")
         if self.max_offset < 0:
             raise ValueError("--max-offset must be >= 0")
         if self.probe_test_store is not None and self.probe_store is None:
@@ -392,16 +396,6 @@ def pretrain_command(
     ] = ALL,
 ) -> None:
     """Stage 1: self-supervised pretraining of the CNN + GRU on unlabeled face clips."""
-    config = PretrainConfig(
-        store=tuple(store), out=out, steps=steps, batch_size=batch_size, clip_len=clip_len,
-        max_offset=max_offset, clips_per_video=clips_per_video, lr=lr, weight_decay=weight_decay,
-        warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio, method=method,
-        temperature=temperature, projection_dim=projection_dim, horizons=horizons, margin=margin,
-        frame_weight=frame_weight, predictive_weight=predictive_weight, noise_std=noise_std,
-        per_frame_colour=per_frame_colour, queue_size=queue_size, momentum=momentum, tiny=tiny,
-        width=width, hidden_size=hidden_size, norm=norm, seed=seed,
-        checkpoint_every=checkpoint_every, probe_store=probe_store,
-        probe_test_store=probe_test_store, device=device, quiet=quiet, split=split,
-    )
+    config = config_from_options(PretrainConfig, locals(), store=tuple(store))
     path = pretrain(config, Console(stderr=True))
     print(path, flush=True)

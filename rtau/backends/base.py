@@ -2,11 +2,13 @@
 
 A backend holds a compiled or loaded step model and exposes:
 
-- `contract`: the `rtau.contract.ModelContract` (S, H, K, AU names) read from the model file;
+- `contract`: the `rtau.contract.ModelContract` (S, H, K, AU names, inputs) read from the model;
 - `init_state(n) -> float32[n, H]`: the state of n new faces (zeros);
-- `step(images uint8[B, S, S, 3] BGR, state float32[B, H])
+- `step(images uint8[B, S, S, 3] BGR | None, state float32[B, H], geometry float32[B, G] | None)
   -> (aus float32[B, K], state float32[B, H])`:
-  one timestep for B faces; rows are independent; the returned arrays belong to the caller;
+  one timestep for B faces; rows are independent; the returned arrays belong to the caller.
+  `images` and `geometry` are given exactly when `contract.inputs` lists them (None otherwise);
+  subclasses get them as `inputs: {name: array}` in `_run(inputs, state)`;
 - `name` and `describe()`: a short id (`onnxruntime`, `tensorrt`, `torch`) and a one-line
   human description (device, precision, provider).
 
@@ -21,11 +23,38 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from rtau.closing import Closing
-from rtau.contract import ModelContract
+from rtau.contract import INPUT_GEOMETRY, INPUT_IMAGE, ModelContract
 
 
 class BackendError(RuntimeError):
     """A backend cannot be created or run; the message is one readable sentence."""
+
+
+def face_inputs(contract: ModelContract, images: np.ndarray | None,
+                geometry: np.ndarray | None) -> dict[str, np.ndarray]:
+    """{input name: contiguous array} of the inputs the contract lists, in its order; BackendError
+    (one sentence) for a missing, unexpected or mis-shaped input or differing batch sizes."""
+    s, g = contract.crop_size, contract.geometry_size
+    given = {INPUT_IMAGE: images, INPUT_GEOMETRY: geometry}
+    expected = {INPUT_IMAGE: (np.uint8, (s, s, 3), f"uint8[B, {s}, {s}, 3]"),
+                INPUT_GEOMETRY: (np.float32, (g,), f"float32[B, {g}]")}
+    out = {}
+    for name, array in given.items():
+        if name not in contract.inputs:
+            if array is not None:
+                raise BackendError(f"this model takes no {name} input (it takes "
+                                   f"{', '.join(contract.inputs)})")
+            continue
+        dtype, shape, text = expected[name]
+        if array is None:
+            raise BackendError(f"this model needs the {name} input, {text}")
+        if array.dtype != dtype or array.shape[1:] != shape:
+            raise BackendError(f"{name} must be {text}, got {array.dtype}{list(array.shape)}")
+        out[name] = np.ascontiguousarray(array)
+    batches = {name: a.shape[0] for name, a in out.items()}
+    if len(set(batches.values())) > 1:
+        raise BackendError(f"inputs have different batch sizes: {batches}")
+    return out
 
 
 class Backend(Closing, ABC):
@@ -40,25 +69,24 @@ class Backend(Closing, ABC):
         """Zero state for n new faces, float32[n, H]."""
         return np.zeros((n, self.contract.state_size), dtype=np.float32)
 
-    def step(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, images: np.ndarray | None, state: np.ndarray,
+             geometry: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One timestep for B faces; validates shapes/dtypes, then runs the model."""
-        s, h = self.contract.crop_size, self.contract.state_size
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (s, s, 3):
+        inputs = face_inputs(self.contract, images, geometry)
+        batch = next(iter(inputs.values())).shape[0]
+        h = self.contract.state_size
+        if state.dtype != np.float32 or state.shape != (batch, h):
             raise BackendError(
-                f"images must be uint8[B, {s}, {s}, 3], got {images.dtype}{list(images.shape)}"
+                f"state must be float32[{batch}, {h}], got {state.dtype}{list(state.shape)}"
             )
-        if state.dtype != np.float32 or state.shape != (images.shape[0], h):
-            raise BackendError(
-                f"state must be float32[{images.shape[0]}, {h}], "
-                f"got {state.dtype}{list(state.shape)}"
-            )
-        if images.shape[0] == 0:
+        if batch == 0:
             return (np.zeros((0, self.contract.num_aus), np.float32), state.copy())
-        return self._run(np.ascontiguousarray(images), np.ascontiguousarray(state))
+        return self._run(inputs, np.ascontiguousarray(state))
 
     @abstractmethod
-    def _run(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the model on validated, contiguous inputs."""
+    def _run(self, inputs: dict[str, np.ndarray], state: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on validated, contiguous inputs ({contract input name: array})."""
 
     @abstractmethod
     def describe(self) -> str:

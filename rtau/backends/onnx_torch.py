@@ -1,19 +1,24 @@
 """Run a contract ONNX graph with torch ops: the torch backend's model, rebuilt from the weights.
 
 Run: `graph = OnnxTorchGraph.load("model.onnx", device="cuda", precision="fp16-cnn")`, then
-`aus, state_out = graph(image uint8[B, S, S, 3], state float32[B, H])` with torch tensors on
-`device`.
+`aus, state_out = graph({"image": uint8[B, S, S, 3], "geometry": float32[B, G]}, state
+float32[B, H])` with torch tensors on `device`: the model's per-face inputs by name (those its
+contract lists: `graph.inputs`), the recurrent state apart.
 
 rtau never imports the training package, so the torch backend cannot rebuild `AUModel`; instead
 this small interpreter executes the exported step graph node by node, with the initializers as
 torch tensors on the device. It covers the operators the exporter emits (Cast, Sub, Div, Add,
 Mul, Transpose, Conv, Relu, ReduceMean / GlobalAveragePool, Gemm / MatMul, Slice, Sigmoid,
-Tanh, Constant) and a few more that equivalent exports use (Clip, Concat, Flatten, Reshape,
-Split, Identity, Squeeze, Unsqueeze); any other operator is refused at load time, naming it.
+Tanh, Constant; for geometry models' running baseline Min, Clip, Concat, and Shape feeding
+ConstantOfShape) and a few more that equivalent exports use (Flatten, Reshape, Split, Identity,
+Squeeze, Unsqueeze); any other operator is refused at load time, naming it.
 Every shape-like argument (Slice bounds, Reshape shapes, Split sizes, Clip bounds) must be a
-constant and is resolved at load time, so a forward pass does no host synchronisation and can
-be captured in a CUDA graph. With `precision="fp16-cnn"` the graph is first rewritten by
-`rtau.precision` (CNN in FP16, recurrent cell and state in FP32), exactly as engines are built.
+constant and is resolved at load time; a `Shape` gives the tensor's torch.Size (host metadata,
+no device read) and may only feed `ConstantOfShape`, which expands its one value to that shape
+without a copy. So a forward pass does no host synchronisation and can be captured in a CUDA
+graph. With `precision="fp16-cnn"` the graph is first rewritten by `rtau.precision` (CNN in
+FP16; the geometry encoder, recurrent cell, head and state in FP32), exactly as engines are
+built; a geometry-only model has no CNN and runs FP32 only.
 Needs torch and onnx; both are imported inside the functions.
 """
 
@@ -33,6 +38,8 @@ PRECISIONS = (contract.PRECISION_FP32, contract.PRECISION_FP16_CNN)
 ONNX_TO_TORCH_DTYPE = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 6: "int32",
                        7: "int64", 9: "bool", 11: "float64", 16: "bfloat16"}
 """onnx.TensorProto data type codes -> torch dtype names."""
+VALUE_SUFFIX = "__rtau_value"
+"""Name suffix of the constant holding a ConstantOfShape node's value."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +59,16 @@ def _attrs(node) -> dict:
 
 
 class OnnxTorchGraph:
-    """A contract step graph executed with torch ops; call it with (image, state) tensors."""
+    """A contract step graph executed with torch ops; call it with ({name: tensor}, state)."""
 
-    def __init__(self, nodes: list[Node], constants: dict, device, precision: str) -> None:
+    def __init__(self, nodes: list[Node], constants: dict, device, precision: str,
+                 inputs: tuple[str, ...] = (contract.INPUT_IMAGE,)) -> None:
         self.nodes = nodes
         self.constants = constants
         self.device = device
         self.precision = precision
+        self.inputs = inputs
+        """The graph's per-face inputs (`rtau.contract.FACE_INPUTS` it has), in contract order."""
 
     @classmethod
     def load(cls, model_path: str | os.PathLike, device="cpu",
@@ -74,9 +84,14 @@ class OnnxTorchGraph:
             model = onnx.load(str(Path(model_path)))
         except Exception as exc:  # protobuf raises its own DecodeError
             raise BackendError(f"{model_path} is not a readable ONNX model ({exc})") from None
+        names = {i.name for i in model.graph.input}
+        inputs = tuple(name for name in contract.FACE_INPUTS if name in names)
         if precision == contract.PRECISION_FP16_CNN:
             from rtau.precision import convert_cnn_to_fp16
 
+            if contract.INPUT_IMAGE not in inputs:
+                raise BackendError(f"{Path(model_path).name} takes no image, so it has no CNN to "
+                                   f"run in FP16: use precision {contract.PRECISION_FP32}")
             try:
                 model = convert_cnn_to_fp16(model)
             except contract.ContractError as exc:
@@ -85,6 +100,12 @@ class OnnxTorchGraph:
         for node in model.graph.node:
             if node.op_type == "Constant":
                 arrays[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+            elif node.op_type == "ConstantOfShape":
+                # Its value becomes a device constant the node expands (no allocation per call).
+                value = _attrs(node).get("value")
+                arrays[node.output[0] + VALUE_SUFFIX] = (
+                    np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value))
+        _check_shape_consumers(model.graph)
         device = torch.device(device)
         constants = {name: torch.from_numpy(np.array(value)).to(device)
                      for name, value in arrays.items()}
@@ -97,13 +118,19 @@ class OnnxTorchGraph:
                 raise BackendError(f"the torch backend cannot run ONNX operator {node.op_type!r} "
                                    f"(node {node.name or node.output[0]}); use onnxruntime")
             fn = builder(_attrs(node), [arrays.get(name) for name in node.input])
-            nodes.append(Node(node.op_type, tuple(node.input), tuple(node.output), fn))
-        return cls(nodes, constants, device, precision)
+            node_inputs = tuple(node.input)
+            if node.op_type == "ConstantOfShape":
+                node_inputs += (node.output[0] + VALUE_SUFFIX,)
+            nodes.append(Node(node.op_type, node_inputs, tuple(node.output), fn))
+        return cls(nodes, constants, device, precision, inputs)
 
-    def __call__(self, image, state):
-        """image uint8[B, S, S, 3], state float32[B, H] -> (aus float32[B, K], state_out)."""
+    def __call__(self, inputs: dict, state):
+        """inputs {name: tensor} for every name in `self.inputs` (image uint8[B, S, S, 3],
+        geometry float32[B, G]), state float32[B, H] -> (aus float32[B, K], state_out
+        float32[B, H])."""
         values = dict(self.constants)
-        values[contract.INPUT_IMAGE] = image
+        for name in self.inputs:
+            values[name] = inputs[name]
         values[contract.INPUT_STATE] = state
         for node in self.nodes:
             result = node.fn(*(values[name] for name in node.inputs if name))
@@ -112,6 +139,21 @@ class OnnxTorchGraph:
             else:
                 values.update(zip(node.outputs, result, strict=True))
         return values[contract.OUTPUT_AUS], values[contract.OUTPUT_STATE]
+
+
+def _check_shape_consumers(graph) -> None:
+    """A Shape output is host metadata here (torch.Size), not a tensor: refuse at load time any
+    graph where it feeds an operator other than ConstantOfShape."""
+    shapes = {out for node in graph.node if node.op_type == "Shape" for out in node.output}
+    for node in graph.node:
+        used = shapes.intersection(node.input)
+        if used and node.op_type != "ConstantOfShape":
+            raise BackendError(f"the torch backend runs Shape only into ConstantOfShape, but "
+                               f"{node.op_type} node {node.name or node.output[0]} uses it; "
+                               "use onnxruntime")
+    outputs = {o.name for o in graph.output}
+    if shapes & outputs:
+        raise BackendError("the torch backend cannot return a Shape as a graph output")
 
 
 def _static(value, what: str) -> np.ndarray:
@@ -301,6 +343,36 @@ def _unsqueeze(attrs, inputs):
     return unsqueeze
 
 
+def _shape(attrs, _):
+    start, end = attrs.get("start", 0), attrs.get("end")
+
+    def shape(x):
+        return x.shape[start:end]
+
+    return shape
+
+
+def _constant_of_shape(attrs, _):
+    # value: a one-element device tensor (see OnnxTorchGraph.load); expand makes a view.
+    return lambda shape, value: value.reshape(()).expand(tuple(shape))
+
+
+def _variadic(name):
+    def build(attrs, _):
+        import torch
+
+        pairwise = getattr(torch, name)
+
+        def reduce(first, *rest):
+            for x in rest:
+                first = pairwise(first, x)
+            return first
+
+        return reduce
+
+    return build
+
+
 def _identity(attrs, _):
     return lambda x: x
 
@@ -318,4 +390,6 @@ _OPS: dict[str, Callable] = {
     "MatMul": _matmul, "Slice": _slice, "Sigmoid": _unary("sigmoid"), "Tanh": _unary("tanh"),
     "Clip": _clip, "Concat": _concat, "Flatten": _flatten, "Reshape": _reshape, "Split": _split,
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity,
+    "Min": _variadic("minimum"), "Max": _variadic("maximum"), "Shape": _shape,
+    "ConstantOfShape": _constant_of_shape,
 }

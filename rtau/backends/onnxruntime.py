@@ -14,7 +14,6 @@ import numpy as np
 
 from rtau.backends.base import Backend, BackendError
 from rtau.contract import (
-    INPUT_IMAGE,
     INPUT_STATE,
     OUTPUT_AUS,
     OUTPUT_STATE,
@@ -76,9 +75,10 @@ class OnnxRuntimeBackend(Backend):
         self._session = session
         self._providers = session.get_providers()
 
-    def _run(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, inputs: dict[str, np.ndarray], state: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
         aus, state_out = self._session.run(
-            [OUTPUT_AUS, OUTPUT_STATE], {INPUT_IMAGE: images, INPUT_STATE: state}
+            [OUTPUT_AUS, OUTPUT_STATE], {**inputs, INPUT_STATE: state}
         )
         return aus, state_out
 

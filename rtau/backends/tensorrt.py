@@ -1,9 +1,11 @@
 """TensorRT backend: runs an engine from `rtau build-engine` (full TensorRT or TensorRT-RTX).
 
-Run: `TensorRTBackend("engines/default-rtx-1.7.1.116.engine").step(images, state)` or
-`--backend tensorrt --model ENGINE`; given a contract ONNX instead, it looks for the engine that
-`rtau build-engine` writes for it by default and checks that the engine was built from exactly
-that file (sha256). See `rtau.backends.base` for shapes.
+Run: `TensorRTBackend("engines/default-rtx-1.7.1.116.engine").step(images, state, geometry)`
+or `--backend tensorrt --model ENGINE`; given a contract ONNX instead, it looks for the engine
+that `rtau build-engine` writes for it by default and checks that the engine was built from
+exactly that file (sha256). See `rtau.backends.base` for shapes: the engine takes the per-face
+inputs its manifest's contract lists (image uint8[B, S, S, 3] and/or geometry float32[B, G])
+and state float32[B, H].
 
 Before anything touches the GPU, the engine's manifest must fit: its TensorRT flavour installed
 at the same version, this GPU's compute capability among its targets; then the runtime's own
@@ -13,12 +15,12 @@ the backend that can).
 
 Running uses only numpy, the TensorRT runtime and cuda-python (`cuda.bindings.runtime`), in the
 style of NVIDIA's samples: one stream; per batch bucket (one optimisation profile each) an
-execution context, device buffers, pinned host buffers and two state buffers used in
-alternation, so a step's `state` input and `state_out` output are never the same buffer; tensor
-addresses set with `set_tensor_address` and one CUDA graph captured per bucket and state slot
-(copy in, `execute_async_v3`, copy out). A batch is padded up to its bucket; batches larger than
-the largest bucket run in pieces. TensorRT-RTX compiles kernels on first use; they are kept in
-the runtime cache file beside the engine and loaded on the next start.
+execution context, a device buffer and a pinned host buffer per input and output, and two
+state buffers used in alternation, so a step's `state` input and `state_out` output are never
+the same buffer; tensor addresses set with `set_tensor_address` and one CUDA graph captured
+per bucket and state slot (copy in, `execute_async_v3`, copy out). A batch is padded up to its
+bucket; batches larger than the largest bucket run in pieces. TensorRT-RTX compiles kernels on
+first use; they are kept in the runtime cache file beside the engine and loaded on the next start.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ import numpy as np
 
 from rtau.backends.base import Backend, BackendError
 from rtau.backends.buckets import chunks
-from rtau.contract import INPUT_IMAGE, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE, sha256_file
+from rtau.contract import (
+    INPUT_STATE,
+    OUTPUT_AUS,
+    OUTPUT_STATE,
+    ModelContract,
+    io_spec,
+    sha256_file,
+)
 from rtau.engine_manifest import (
     FLAVOUR_EXTRAS,
     FLAVOUR_MODULES,
@@ -207,10 +216,23 @@ def _host_array(shape: tuple[int, ...], dtype) -> tuple[int, np.ndarray]:
     return ptr, view.reshape(shape)
 
 
-class _Bucket:
-    """Everything one batch bucket needs: a context bound to its profile, buffers, two graphs."""
+def input_specs(contract: ModelContract) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{name: (per-row shape, numpy dtype)} of the contract's per-face inputs, in order:
+    image ((S, S, 3), uint8), geometry ((G,), float32)."""
+    spec = io_spec(contract)
+    return {name: (tuple(spec[name]["shape"][1:]), np.dtype(spec[name]["dtype"]))
+            for name in contract.inputs}
 
-    def __init__(self, engine, runtime_config, profile: int, batch: int, crop: int, hidden: int,
+
+class _Bucket:
+    """Everything one batch bucket needs: a context bound to its profile, buffers, two graphs.
+
+    inputs: {name: (per-row shape, dtype)} of the engine's per-face inputs (`input_specs`); each
+    gets a pinned host buffer and a device buffer [batch, *shape].
+    """
+
+    def __init__(self, engine, runtime_config, profile: int, batch: int,
+                 inputs: dict[str, tuple[tuple[int, ...], np.dtype]], hidden: int,
                  num_aus: int, stream) -> None:
         from cuda.bindings import runtime as cudart
 
@@ -228,7 +250,8 @@ class _Bucket:
         if self.context is None:
             raise BackendError(f"TensorRT could not create an execution context for batch {batch}")
         self.context.set_optimization_profile_async(profile, int(stream))
-        self.context.set_input_shape(INPUT_IMAGE, (batch, crop, crop, 3))
+        for name, (shape, _) in inputs.items():
+            self.context.set_input_shape(name, (batch, *shape))
         self.context.set_input_shape(INPUT_STATE, (batch, hidden))
 
         def host(shape, dtype):
@@ -241,13 +264,16 @@ class _Bucket:
             self._device.append(ptr)
             return ptr
 
-        self.image_h, self.image_view = host((batch, crop, crop, 3), np.uint8)
+        # name -> (host pointer, host view, device pointer); padded rows start as zeros.
+        self.inputs = {}
+        for name, (shape, dtype) in inputs.items():
+            ptr, array = host((batch, *shape), dtype)
+            array[:] = 0
+            self.inputs[name] = (ptr, array, device(array.nbytes))
         self.state_h, self.state_view = host((batch, hidden), np.float32)
         self.aus_h, self.aus_view = host((batch, num_aus), np.float32)
         self.state_out_h, self.state_out_view = host((batch, hidden), np.float32)
         self.state_view[:] = 0.0
-        self.image_view[:] = 0
-        self.image_d = device(self.image_view.nbytes)
         self.aus_d = device(self.aus_view.nbytes)
         # Two state buffers: slot s reads state_d[s] and writes state_d[1 - s].
         self.state_d = (device(self.state_view.nbytes), device(self.state_view.nbytes))
@@ -256,7 +282,8 @@ class _Bucket:
 
     def _bind(self, slot: int) -> None:
         ctx = self.context
-        ctx.set_tensor_address(INPUT_IMAGE, self.image_d)
+        for name, (_, _, dev) in self.inputs.items():
+            ctx.set_tensor_address(name, dev)
         ctx.set_tensor_address(INPUT_STATE, self.state_d[slot])
         ctx.set_tensor_address(OUTPUT_STATE, self.state_d[1 - slot])
         ctx.set_tensor_address(OUTPUT_AUS, self.aus_d)
@@ -267,8 +294,8 @@ class _Bucket:
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         s = self._stream
-        cuda_call(cudart.cudaMemcpyAsync(self.image_d, self.image_h, self.image_view.nbytes,
-                                         h2d, s))
+        for host_ptr, array, dev in self.inputs.values():
+            cuda_call(cudart.cudaMemcpyAsync(dev, host_ptr, array.nbytes, h2d, s))
         cuda_call(cudart.cudaMemcpyAsync(self.state_d[slot], self.state_h,
                                          self.state_view.nbytes, h2d, s))
         if not self.context.execute_async_v3(int(s)):
@@ -294,12 +321,15 @@ class _Bucket:
         self._graphs.append(graph)
         self._execs.append(cuda_call(cudart.cudaGraphInstantiate(graph, 0)))
 
-    def run(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of one piece (n <= batch): pad, launch this slot's graph, wait, copy out."""
+    def run(self, inputs: dict[str, np.ndarray], state: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of one piece ({name: [n, ...]}, state [n, H], n <= batch): pad, launch this
+        slot's graph, wait, copy out. Padded input rows keep earlier values (finite)."""
         from cuda.bindings import runtime as cudart
 
-        n = images.shape[0]
-        self.image_view[:n] = images
+        n = state.shape[0]
+        for name, array in inputs.items():
+            self.inputs[name][1][:n] = array
         self.state_view[:n] = state
         self.state_view[n:] = 0.0  # padded rows: any finite input, their outputs are dropped
         cuda_call(cudart.cudaGraphLaunch(self._execs[self.slot], self._stream))
@@ -386,8 +416,9 @@ class TensorRTBackend(Backend):
         self._stream = cuda_call(cudart.cudaStreamCreateWithFlags(CUDA_STREAM_NON_BLOCKING))
         config = self._runtime_config()
         c = self.contract
+        specs = input_specs(c)
         for profile, batch in enumerate(self.buckets):
-            self._buckets[batch] = _Bucket(self._engine, config, profile, batch, c.crop_size,
+            self._buckets[batch] = _Bucket(self._engine, config, profile, batch, specs,
                                            c.state_size, c.num_aus, self._stream)
 
     def _runtime_config(self):
@@ -406,8 +437,10 @@ class TensorRTBackend(Backend):
 
     def _check_engine_io(self) -> None:
         trt = self._trt
-        expected = {INPUT_IMAGE: trt.DataType.UINT8, INPUT_STATE: trt.DataType.FLOAT,
-                    OUTPUT_AUS: trt.DataType.FLOAT, OUTPUT_STATE: trt.DataType.FLOAT}
+        types = {"uint8": trt.DataType.UINT8, "float32": trt.DataType.FLOAT}
+        spec = io_spec(self.contract)
+        expected = {name: types[spec[name]["dtype"]]
+                    for name in (*self.contract.inputs, INPUT_STATE, OUTPUT_AUS, OUTPUT_STATE)}
         engine = self._engine
         names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
         if names != set(expected) or engine.num_optimization_profiles != len(self.buckets):
@@ -419,17 +452,18 @@ class TensorRTBackend(Backend):
         if wrong:
             raise BackendError(f"{self.model_path} has tensor dtypes {wrong}: {REBUILD}")
 
-    def _run(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [self._buckets[bucket].run(images[a:b], state[a:b])
-                 for a, b, bucket in chunks(images.shape[0], self.buckets)]
+    def _run(self, inputs: dict[str, np.ndarray], state: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        parts = [self._buckets[bucket].run({k: v[a:b] for k, v in inputs.items()}, state[a:b])
+                 for a, b, bucket in chunks(state.shape[0], self.buckets)]
         if len(parts) == 1:
             return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def describe(self) -> str:
         return (f"tensorrt ({self.flavour.package} {self.flavour.version}, {self.gpu.name} "
-                f"sm {self.gpu.compute_capability}, fp16-cnn, CUDA graphs, buckets "
-                f"{','.join(map(str, self.buckets))}, validity {self.validity}) engine "
+                f"sm {self.gpu.compute_capability}, {self.contract.precision}, CUDA graphs, "
+                f"buckets {','.join(map(str, self.buckets))}, validity {self.validity}) engine "
                 f"{self.model_path.name} v{self.contract.model_version}")
 
     def _save_runtime_cache(self) -> None:

@@ -137,7 +137,9 @@ def report_tables(payload: Mapping) -> list:
     gpu = "; ".join(f"{g['name']} (driver {g['driver']})" for g in machine.get("gpus", []))
     caption = (f"{machine['name']}: {machine['cpu']}, {machine['cores']} cores"
                + (f", {gpu}" if gpu else ", no GPU")
-               + f"; model {payload['model']['file']}")
+               + f"; model {payload['model']['file']}"
+               + (f", inputs {'+'.join(inputs)}" if (inputs := payload["model"].get("inputs"))
+                  else ""))
     tables = []
     steps = Table(title="step latency (ms per call)", caption=caption)
     for col in ("variant", "batch", "p50", "p99", "p50 / face", "faces/s"):

@@ -23,6 +23,9 @@ from rtau.engine_build import (
     parse_int_list,
 )
 
+PRECISION_NOTES = {"fp16-cnn": "CNN FP16, geometry encoder, recurrent cell and state FP32",
+                   "fp32": "no CNN: a geometry-only model runs FP32"}
+
 
 def summary_table(result):
     """A rich Table describing a BuildResult (pure; tested without printing)."""
@@ -42,7 +45,7 @@ def summary_table(result):
         ("tensorrt", f"{m['tensorrt']['package']} {m['tensorrt']['version']}"),
         ("compute capabilities", ", ".join(m["targets"]["compute_capabilities"])),
         ("batch buckets", ", ".join(str(b) for b in m["buckets"])),
-        ("precision", f"{m['precision']} (CNN FP16, recurrent cell and state FP32)"),
+        ("precision", f"{m['precision']} ({PRECISION_NOTES.get(m['precision'], '')})"),
     ]
     rows += [(f"{'in' if t['mode'] == 'input' else 'out'}: {name}",
               f"{t['dtype']}[{', '.join(str(d) for d in t['shape'])}]")

@@ -2,14 +2,17 @@
 
 Prints Python, rtau's packages and their versions, the GPU (nvidia-smi and cuda-python), which
 TensorRT flavours import, ONNX Runtime's execution providers, the backends usable here, and the
-model files rtau would use (default model, face landmarker). Nothing is downloaded: a model
-file that is not cached yet is reported as such.
+model files rtau would use (default model and `$RTAU_MODEL` with their contract: AUs, the inputs
+each step takes (image uint8[B, S, S, 3] and/or geometry float32[B, G]), S, H; engines with
+their precision and inputs; face landmarker). Nothing is downloaded: a model file that is not
+cached yet is reported as such.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import shutil
 import subprocess
@@ -130,30 +133,47 @@ def _engine_check() -> Check:
     found = []
     for path in sorted(ENGINES_DIR.glob(f"*{ENGINE_SUFFIX}")):
         try:
-            trt = read_engine_manifest(path)["tensorrt"]
-            found.append(f"{path.name} ({trt['package']} {trt['version']})")
+            manifest = read_engine_manifest(path)
+            trt = manifest["tensorrt"]
+            inputs = "+".join(manifest.get("model", {}).get("inputs", ["image"]))
+            found.append(f"{path.name} ({trt['package']} {trt['version']}, "
+                         f"{manifest.get('precision', 'fp16-cnn')}, inputs {inputs})")
         except (EngineManifestError, KeyError, TypeError):
             found.append(f"{path.name} (no valid manifest)")
     return Check("models", "engines", "; ".join(found) or f"none in {ENGINES_DIR}/ "
                  "(rtau build-engine)")
 
 
+def describe_contract(c) -> str:
+    """A model's contract (rtau.contract.ModelContract) in words: version, AUs, inputs, sizes."""
+    geometry = f", G={c.geometry_size}" if c.uses_geometry else ""
+    return (f"v{c.model_version}, {c.num_aus} AUs, inputs {'+'.join(c.inputs)}, "
+            f"S={c.crop_size}{geometry}, H={c.state_size}, {c.precision}")
+
+
+def _model_check(item: str, path) -> Check:
+    from rtau.contract import ContractError, read_onnx_contract
+
+    try:
+        c = read_onnx_contract(path)
+    except ContractError as exc:
+        return Check("models", item, str(exc), False)
+    return Check("models", item, f"{path} ({describe_contract(c)})", True)
+
+
 def _model_checks() -> list[Check]:
-    checks: list[Check] = []
     from rtau.model_files import DEFAULT_MODEL as default
+    from rtau.model_files import MODEL_ENV
 
+    checks: list[Check] = []
     if default.is_file():
-        from rtau.contract import ContractError, read_onnx_contract
-
-        try:
-            c = read_onnx_contract(default)
-            checks.append(Check("models", "default model", f"{default} (v{c.model_version}, "
-                                f"{c.num_aus} AUs, S={c.crop_size}, H={c.state_size})", True))
-        except ContractError as exc:
-            checks.append(Check("models", "default model", str(exc), False))
+        checks.append(_model_check("default model", default))
     else:
         checks.append(Check("models", "default model", f"not shipped in this install ({default})",
                             None))
+    chosen = os.environ.get(MODEL_ENV, "")
+    if chosen:
+        checks.append(_model_check(f"${MODEL_ENV}", chosen))
     from rtau.model_files import describe_face_models
 
     for what, where in describe_face_models().items():

@@ -10,12 +10,18 @@ from rtau.contract import (
     ALIGNMENT_FIVE_POINT,
     ALIGNMENT_RIGID,
     ALIGNMENT_RIGID_STABILISED,
+    GEOMETRY_LANDMARKS_XY,
+    INPUT_GEOMETRY,
+    INPUT_IMAGE,
     KNOWN_ALIGNMENTS,
     META_ALIGNMENT,
     META_AU_NAMES,
     META_CONTRACT,
+    META_GEOMETRY,
+    META_INPUTS,
     ContractError,
     ModelContract,
+    io_spec,
     read_onnx_contract,
     write_json_atomic,
 )
@@ -93,3 +99,36 @@ def test_write_json_atomic(tmp_path):
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in target.parent.iterdir()] == ["m.json"]
     assert (target.stat().st_mode & 0o777) == 0o644
+
+
+def test_geometry_models_are_version_3_and_image_models_stay_version_2():
+    image = ModelContract(112, 8, ("AU01",), alignment=ALIGNMENT_RIGID)
+    assert image.to_metadata()[META_CONTRACT] == "rtau.step/2"  # an older rtau still reads it
+    assert META_INPUTS not in image.to_metadata()
+    for inputs in ((INPUT_GEOMETRY,), (INPUT_IMAGE, INPUT_GEOMETRY)):
+        c = ModelContract(112, 8 + 957, ("AU01",), alignment=ALIGNMENT_RIGID, inputs=inputs,
+                          geometry=GEOMETRY_LANDMARKS_XY)
+        meta = c.to_metadata()
+        assert meta[META_CONTRACT] == "rtau.step/3" and meta[META_INPUTS] == ",".join(inputs)
+        back = ModelContract.from_metadata(meta)
+        assert back == c and back.geometry_size == 956 and back.uses_geometry
+        assert back.uses_image == (INPUT_IMAGE in inputs)
+        assert list(io_spec(back)) == [*inputs, "state", "aus", "state_out"]
+        assert io_spec(back).get("geometry", {}).get("shape") == ["B", 956]
+
+
+def test_bad_inputs_and_geometry_layouts_are_refused():
+    meta = ModelContract(112, 8, ("AU01",), inputs=("geometry",),
+                         geometry=GEOMETRY_LANDMARKS_XY).to_metadata()
+    for key, value, message in (
+        (META_INPUTS, "", "non-empty subset"),
+        (META_INPUTS, "geometry,image", "in that order"),
+        (META_INPUTS, "image,depth", "non-empty subset"),
+        (META_GEOMETRY, "mesh-3d/9", "geometry layout 'mesh-3d/9' is unknown"),
+        (META_GEOMETRY, "", "must name a geometry layout"),
+    ):
+        bad = {**meta, key: value}
+        with pytest.raises(ContractError, match=rf"^x.onnx: .*{message}"):
+            ModelContract.from_metadata(bad, source="x.onnx")
+    with pytest.raises(ContractError, match="must not name a geometry layout"):
+        ModelContract(112, 8, ("AU01",), geometry=GEOMETRY_LANDMARKS_XY)

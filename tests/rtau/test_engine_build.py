@@ -1,5 +1,6 @@
-"""`rtau.engine_build`: real TensorRT-RTX engines built on this GPU-less machine, their manifests,
-skipping an up-to-date build, and one-line errors."""
+"""`rtau.engine_build`: real TensorRT-RTX engines built on this GPU-less machine (image,
+geometry and image + geometry models), their manifests, skipping an up-to-date build, and
+one-line errors."""
 
 from __future__ import annotations
 
@@ -56,6 +57,33 @@ def test_builds_a_real_tiny_engine(tiny_onnx, tiny_model, tmp_path):
     assert [p["batch"] for p in manifest["profiles"]] == [1, 2, 4, 8]
     assert manifest["io"]["aus"]["shape"] == ["B", len(tiny_model.cfg.au_names)]
     assert manifest["cache"] == {"kind": "runtime", "file": "tiny.runtime.cache"}
+
+
+@pytest.mark.parametrize(("kind", "precision"), [("geometry", "fp32"),
+                                                  ("image+geometry", "fp16-cnn")])
+def test_builds_geometry_models(kind, precision, tiny_onnx_of, tmp_path):
+    """A geometry input gets its own profile per bucket and its FP32 tensor in the manifest; a
+    geometry-only model has no CNN and builds FP32, one with the image builds FP16-CNN."""
+    from rtau.contract import read_onnx_contract
+    from rtau.engine_manifest import contract_from_manifest
+
+    model = tiny_onnx_of(kind)
+    contract = read_onnx_contract(model)
+    result = _build(model, tmp_path / "geo.engine", max_batch=4)
+    manifest = result.manifest
+    assert manifest == json.loads(result.manifest_path.read_text())
+    assert manifest["precision"] == manifest["build_key"]["precision"] == precision
+    assert manifest["buckets"] == [1, 2, 4]
+    io = manifest["io"]
+    assert list(io) == [*contract.inputs, "state", "aus", "state_out"]
+    assert io["geometry"] == {"mode": "input", "dtype": "float32",
+                              "shape": ["B", contract.geometry_size]}
+    assert io["state"]["shape"] == ["B", contract.state_size]
+    assert ("image" in io) == (kind == "image+geometry")
+    assert manifest["model"]["inputs"] == list(contract.inputs)
+    assert contract_from_manifest(manifest) == \
+        type(contract)(**{**contract.__dict__, "precision": precision})
+    assert _build(model, tmp_path / "geo.engine", max_batch=4).skipped
 
 
 def test_rebuild_is_skipped_only_when_the_manifest_matches(tiny_onnx, tmp_path):

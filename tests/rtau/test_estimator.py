@@ -24,9 +24,9 @@ class CountingBackend(OnnxRuntimeBackend):
         super().__init__(path, device="cpu")
         self.batches: list[int] = []
 
-    def _run(self, images, state):
-        self.batches.append(images.shape[0])
-        return super()._run(images, state)
+    def _run(self, inputs, state):
+        self.batches.append(state.shape[0])
+        return super()._run(inputs, state)
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +310,39 @@ def test_blendshapes_are_scored_only_when_asked():
         assert bool(faces[0].blendshapes) == asked
         if asked:
             assert faces[0].blendshapes["mouthSmileLeft"] > 0.3
+
+
+@pytest.mark.parametrize("inputs", ["geometry", "image+geometry"])
+def test_a_geometry_model_gets_each_faces_landmark_features(inputs, tmp_path):
+    """The estimator feeds a geometry model `rtau.geometry` features of each face's own
+    landmarks (and the crop only if the model takes it); the model's baseline, carried in the
+    state, is the mean of the face's features so far."""
+    pytest.importorskip("torch")
+    from rtau.geometry import geometry_features
+    from tests.conftest import randomised_model
+    from train.export import ExportConfig, export_onnx
+    from train.model import ModelConfig
+
+    model = randomised_model(ModelConfig.tiny(inputs=inputs), seed=3)
+    path, _ = export_onnx(model, tmp_path / "geo.onnx", ExportConfig(parity_steps=5))
+    frames = []
+    with CountingBackend(path) as backend:
+        assert backend.contract.uses_geometry
+        for faces, _, _ in run_clip("single_face.mp4", backend)[:12]:
+            frames.append(faces[0])
+        state = backend.init_state(1)
+        for face in frames:
+            crop = face.crop[None] if backend.contract.uses_image else None
+            geometry = geometry_features(face.landmarks)
+            aus, state = backend.step(crop, state, geometry[None])
+            np.testing.assert_allclose(face.raw_aus, aus[0], atol=1e-5)
+        crop = frames[0].crop[None] if backend.contract.uses_image else None
+        with pytest.raises(BackendError, match="needs the geometry input"):
+            backend.step(crop, backend.init_state(1))
+        if not backend.contract.uses_image:
+            with pytest.raises(BackendError, match="takes no image input"):
+                backend.step(frames[0].crop[None], backend.init_state(1), geometry[None])
+    hidden, size = model.cfg.hidden_size, model.cfg.geometry_size
+    expected = np.mean([geometry_features(f.landmarks) for f in frames], axis=0)
+    np.testing.assert_allclose(state[0, hidden:hidden + size], expected, atol=1e-5)
+    assert state[0, -1] == len(frames)

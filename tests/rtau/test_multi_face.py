@@ -23,8 +23,8 @@ class RecordingBackend(OnnxRuntimeBackend):
         super().__init__(path, device="cpu")
         self.steps: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def _run(self, images, state):
-        aus, state_out = super()._run(images, state)
+    def _run(self, inputs, state):
+        aus, state_out = super()._run(inputs, state)
         self.steps.append((state.copy(), state_out.copy()))
         return aus, state_out
 

@@ -48,3 +48,18 @@ def test_model_without_boundary_is_refused(tiny_onnx):
     model.metadata_props.extend(kept)
     with pytest.raises(ContractError, match="CNN region is unknown"):
         convert_cnn_to_fp16(model)
+
+
+def test_image_and_geometry_model_converts_only_its_cnn(tiny_onnx_of):
+    """The geometry encoder and the running baseline are not ancestors of the pooled CNN
+    feature: their weights stay FP32, and a geometry-only model is refused in one sentence."""
+    from onnx import TensorProto
+
+    once = convert_cnn_to_fp16(onnx.load(str(tiny_onnx_of("image+geometry"))))
+    inits = {i.name: i.data_type for i in once.graph.initializer}
+    geometry = {n: t for n, t in inits.items() if n.startswith("model.geometry_encoder.")}
+    assert geometry and set(geometry.values()) == {TensorProto.FLOAT}
+    conv = {inits[n.input[1]] for n in once.graph.node if n.op_type == "Conv"}
+    assert conv == {TensorProto.FLOAT16}
+    with pytest.raises(ContractError, match="takes no image, so it has no CNN to convert"):
+        convert_cnn_to_fp16(onnx.load(str(tiny_onnx_of("geometry"))))

@@ -9,9 +9,12 @@ import dataclasses
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from tests.train.resume import interrupted_then_resumed
 from tests.train.toy_store import TOY_AUS, TOY_SIZE, make_toy_store
+from train.__main__ import app
+from train.data.geometry import ModelInputs
 from train.data.store import StoreError
 from train.finetune import (
     FinetuneConfig,
@@ -21,7 +24,7 @@ from train.finetune import (
     masked_loss,
     sequence_outputs,
 )
-from train.loop import NonFiniteLoss
+from train.loop import NonFiniteLoss, config_dict
 from train.model import AUModel, ModelConfig, load_checkpoint, save_checkpoint
 from train.pretrain import PretrainConfig, pretrain
 
@@ -50,6 +53,10 @@ def config(store, out, **changes) -> FinetuneConfig:
     return dataclasses.replace(base, **changes)
 
 
+def image_inputs(images: torch.Tensor) -> ModelInputs:
+    return ModelInputs(images=images, geometry=None, present=None, state=None)
+
+
 def tiny_model() -> AUModel:
     torch.manual_seed(0)
     return AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE)).eval()
@@ -66,7 +73,7 @@ def test_gradient_flows_only_from_labeled_frames_and_back_through_time():
     def grads(lab):
         model.zero_grad()
         images.grad = None
-        loss = masked_loss(sequence_outputs(model, images, False), lab, mask)
+        loss = masked_loss(sequence_outputs(model, image_inputs(images)), lab, mask)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()], images.grad.clone()
 
@@ -93,7 +100,7 @@ def _train_mode_grads(model: AUModel, images: torch.Tensor, labels, mask):
     model.zero_grad()
     images = images.clone().requires_grad_(True)
     torch.manual_seed(0)  # the same dropout draw in every call
-    masked_loss(sequence_outputs(model, images, False), labels, mask).backward()
+    masked_loss(sequence_outputs(model, image_inputs(images)), labels, mask).backward()
     return [p.grad.clone() for p in model.parameters()], images.grad
 
 
@@ -127,7 +134,7 @@ def test_batch_statistics_would_couple_frames():
     mask[0, 3] = True
     model.train()
     images.requires_grad_(True)
-    masked_loss(sequence_outputs(model, images, False), labels, mask).backward()
+    masked_loss(sequence_outputs(model, image_inputs(images)), labels, mask).backward()
     assert images.grad[1].abs().sum() > 0
 
 
@@ -204,3 +211,64 @@ def test_pretrained_load_names_missing_and_unexpected_keys(pretrained, tmp_path)
 def test_non_finite_loss_stops(store, tmp_path):
     with pytest.raises(NonFiniteLoss):
         finetune(config(store, tmp_path / "nan.pt", lr=float("inf"), steps=3))
+
+
+def test_a_geometry_model_learns_the_toy_problem_from_landmarks(store, tmp_path):
+    losses: list[float] = []
+    out = finetune(config(store, tmp_path / "geo.pt", inputs="geometry", steps=60, batch_size=4,
+                          seq_len=16, lr=3e-3), on_step=lambda s, v: losses.append(v))
+    early, late = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
+    assert late < 0.6 * early, (early, late)
+    model = load_checkpoint(out).model
+    assert model.cfg.inputs == "geometry" and model.backbone is None
+
+
+def test_training_clips_start_from_the_baseline_the_frame_would_have_live(store):
+    from train.data.geometry import GeometrySource, batch_inputs
+    from train.data.store import ClipStore, read_clip
+
+    clip_store = ClipStore(store)
+    model = AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, inputs="geometry"))
+    source = GeometrySource(clip_store, model.cfg.baseline_frames)
+    whole = batch_inputs(model.cfg, [read_clip(clip_store, "TOY001", 0, 48)], source,
+                         warm_start=False)
+    late = batch_inputs(model.cfg, [read_clip(clip_store, "TOY001", 30, 18)], source)
+    with torch.no_grad():
+        _, before = model.forward_sequence(None, None, whole.geometry[:, :30])
+    hidden = model.cfg.hidden_size
+    # the numpy replay of the baseline equals the model's own, frame 30 onwards
+    assert torch.allclose(late.state[:, hidden:], before[:, hidden:], atol=1e-6)
+    assert torch.count_nonzero(late.state[:, :hidden]) == 0  # the GRU starts afresh
+
+
+def test_geometry_added_to_an_image_checkpoint_widens_the_gru_input(store, pretrained,
+                                                                     tmp_path):
+    both = AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, norm="batch",
+                                    inputs="image+geometry"))
+    report = load_pretrained(both, pretrained)
+    assert report.mismatched == ("gru.input_proj.weight",)
+    assert all(k.startswith(("head.", "geometry_encoder.")) for k in report.missing)
+    source = load_checkpoint(pretrained).model.state_dict()["gru.input_proj.weight"]
+    widened = both.state_dict()["gru.input_proj.weight"]
+    assert torch.equal(widened[:, : source.shape[1]], source)
+    assert widened.shape[1] == source.shape[1] + both.cfg.geometry_features
+    # a geometry-only model has no CNN to take the checkpoint's: refused, keys named
+    alone = AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, inputs="geometry"))
+    with pytest.raises(ValueError, match="unexpected: backbone"):
+        load_pretrained(alone, pretrained)
+    out = finetune(config(store, tmp_path / "both.pt", init=str(pretrained),
+                          inputs="image+geometry", steps=2))
+    assert load_checkpoint(out).model.cfg.inputs == "image+geometry"
+
+
+def test_the_command_writes_its_flags_and_the_config_defaults_into_the_run(store, tmp_path):
+    out = tmp_path / "cli.pt"
+    result = CliRunner().invoke(app, [
+        "finetune", "--store", str(store), "--out", str(out), "--tiny", "--steps", "2",
+        "--batch-size", "2", "--seq-len", "6", "--fold", "0", "--mode", "linear", "--quiet",
+        "--device", "cpu", "--no-augment",
+    ])
+    assert result.exit_code == 0, result.output
+    expected = FinetuneConfig(store=store, out=out, tiny=True, steps=2, batch_size=2, seq_len=6,
+                              fold=0, mode="linear", quiet=True, device="cpu", augment=False)
+    assert load_checkpoint(out).extra["train_config"] == config_dict(expected)

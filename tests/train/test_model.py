@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -102,3 +104,57 @@ def test_checkpoint_rejects_foreign_file(tmp_path):
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({"crop_size": 112, "depth": 50})
+
+
+@pytest.mark.parametrize("inputs", ["geometry", "image+geometry"])
+def test_geometry_models_unrolled_step_equals_forward_sequence(inputs):
+    model = randomised_model(ModelConfig.tiny(crop_size=64, inputs=inputs))
+    cfg = model.cfg
+    assert cfg.state_size == cfg.hidden_size + 956 + 1
+    assert (model.backbone is None) == (inputs == "geometry")
+    images = _frames(3, 9, 64) if cfg.uses_image else None
+    geometry = torch.rand(3, 9, 956, generator=torch.Generator().manual_seed(1)) - 0.5
+    with torch.no_grad():
+        seq_aus, seq_state = model.forward_sequence(images, None, geometry)
+        state, steps = model.init_state(3), []
+        for t in range(9):
+            aus, state = model.step(None if images is None else images[:, t], state,
+                                    geometry[:, t])
+            steps.append(aus)
+    assert torch.allclose(torch.stack(steps, 1), seq_aus, atol=1e-5, rtol=0)
+    assert torch.allclose(state, seq_state, atol=1e-6, rtol=0)
+
+
+def test_the_geometry_baseline_is_the_running_mean_then_forgets():
+    model = AUModel(ModelConfig.tiny(inputs="geometry", crop_size=64))
+    model = AUModel(dataclasses.replace(model.cfg, baseline_frames=4))
+    g = torch.arange(6, dtype=torch.float32)[:, None].expand(6, 956)[None]  # frames 0, 1, ..5
+    present = torch.tensor([[1.0, 1.0, 0.0, 1.0, 1.0, 1.0]])
+    means, mean, count = model.baselines(g, None, present)
+    # frames 0, 1 -> mean 0.5; frame 2 (no face) changes nothing; 3 -> mean of 0, 1, 3;
+    # 4 -> of 0, 1, 3, 4 (count reaches 4); 5 -> forgets a quarter: 2 + (5 - 2) / 4
+    expected = [0.0, 0.5, 0.5, 4 / 3, 2.0, 2.75]
+    assert torch.allclose(means[0, :, 0], torch.tensor(expected))
+    assert count.item() == 4.0 and torch.allclose(mean[0, 0], torch.tensor(2.75))
+    _, h, tail = model.split_state(model.init_state(1))
+    assert tail.shape == (1, 1) and h.shape == (1, 956)
+
+
+def test_what_the_geometry_model_sees_is_the_change_from_its_baseline():
+    model = randomised_model(ModelConfig.tiny(inputs="geometry", crop_size=64))
+    face = torch.rand(1, 956) - 0.5
+    still = face[:, None].expand(1, 30, 956)
+    moved = still.clone()
+    moved[:, -1, :10] += 0.05  # the last frame differs from the face's usual shape
+    with torch.no_grad():
+        a, _ = model.forward_sequence(None, None, still)
+        b, _ = model.forward_sequence(None, None, moved)
+    assert torch.equal(a[:, :-1], b[:, :-1]) and not torch.equal(a[:, -1], b[:, -1])
+
+
+def test_input_kinds_are_checked_and_geometry_models_have_no_cnn_cost():
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        ModelConfig(inputs="depth")
+    assert count_flops_per_frame(ModelConfig(inputs="geometry")) == 0
+    assert count_flops_per_frame(ModelConfig(inputs="image+geometry")) == count_flops_per_frame(
+        ModelConfig())

@@ -23,7 +23,7 @@ from tests.train.resume import interrupted_then_resumed
 from tests.train.toy_store import make_toy_store
 from train.__main__ import app
 from train.data.store import StoreError
-from train.loop import NonFiniteLoss, lr_at
+from train.loop import NonFiniteLoss, config_dict, lr_at
 from train.model import load_checkpoint
 from train.pretrain import PretrainConfig, pretrain
 
@@ -136,6 +136,18 @@ def test_non_finite_loss_stops_without_writing(store, tmp_path):
     ])
     assert result.exit_code == 1 and "error: non-finite loss" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_command_writes_its_flags_and_the_config_defaults_into_the_run(store, tmp_path):
+    out = tmp_path / "cli.pt"
+    result = CliRunner().invoke(app, [
+        "pretrain", "--store", str(store), "--out", str(out), "--tiny", "--steps", "2",
+        "--batch-size", "2", "--clip-len", "4", "--max-offset", "2", "--quiet", "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    expected = PretrainConfig(store=(store,), out=out, tiny=True, steps=2, batch_size=2,
+                              clip_len=4, max_offset=2, quiet=True, device="cpu")
+    assert load_checkpoint(out).extra["train_config"] == config_dict(expected)
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent

@@ -48,6 +48,7 @@ import typer
 
 from rtau.aus import au_number
 from rtau.capture import read_frame
+from rtau.commands.options import config_from_options
 from rtau.errors import RtauError
 from train.data.appearance import (
     LidPainter,
@@ -656,22 +657,11 @@ def synth_command(
     ] = -1,
 ) -> None:
     """Generate synthetic AU videos with exact labels in the DISFA layout."""
-    from rich.console import Console
-
     if fps <= 0:
         raise ValueError(f"--fps must be positive, got {fps}")
-    config = SynthConfig(
-        out=out,
-        subjects=subjects,
-        frames=frames,
-        seed=seed,
-        faces=faces,
-        fps=fps,
-        size=_parse_size(size),
-        preview=preview,
-        workers=workers,
-        test_subjects=test_subjects,
-    )
+    config = config_from_options(SynthConfig, locals(), size=_parse_size(size))
+    from rich.console import Console
+
     count_test_subjects(config)  # a bad --test-subjects stops before any work
     console = Console(stderr=True)
     meta = run_synth(config, console)

@@ -19,7 +19,7 @@ from rtau.backends.tensorrt import (
     resolve_engine,
 )
 from rtau.engine_manifest import Flavour
-from tests.conftest import HAS_GPU
+from tests.conftest import HAS_GPU, TINY_KINDS
 from tests.rtau.backends.cases import PARITY_STEPS, PARITY_TOLERANCE, unrolled_max_error
 
 trt = pytest.importorskip("tensorrt_rtx")
@@ -112,15 +112,20 @@ def test_an_onnx_finds_its_default_engine(tiny_onnx, tmp_path, monkeypatch):
 
 
 @pytest.mark.gpu
-def test_gpu_parity_over_1000_steps(tiny_engine, tiny_onnx, face_frames):
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_gpu_parity_over_1000_steps(kind, tiny_engine_of, tiny_onnx_of, face_frames,
+                                    face_geometry_frames):
     """Skips with the runtime's own reason where no TensorRT can run (e.g. RTX on Hopper)."""
     try:
-        backend = create_backend("tensorrt", tiny_engine)
+        backend = create_backend("tensorrt", tiny_engine_of(kind))
     except BackendError as exc:
         pytest.skip(f"tensorrt cannot run here: {exc}")
-    reference = create_backend("onnxruntime", tiny_onnx)
+    reference = create_backend("onnxruntime", tiny_onnx_of(kind))
+    c = reference.contract
     with backend:
-        error = unrolled_max_error(backend, reference, face_frames[:PARITY_STEPS], batch=3)
+        error = unrolled_max_error(
+            backend, reference, face_frames[:PARITY_STEPS] if c.uses_image else None, batch=3,
+            geometry=face_geometry_frames[:PARITY_STEPS] if c.uses_geometry else None)
     assert error <= PARITY_TOLERANCE, error
 
 

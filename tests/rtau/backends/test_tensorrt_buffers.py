@@ -5,7 +5,8 @@ installed TensorRT's `Runtime`. Shown: the load path (GPU checks, validity, dese
 tensor checks, one context and two graphs per bucket), each refusal in one sentence and before
 the runtime is touched where it can be, padding to a bucket, pieces larger than the largest
 bucket, two alternating state buffers never bound as both input and output, graphs replayed
-with the addresses they were captured with, and everything freed on close or on a failed load."""
+with the addresses they were captured with, a buffer, shape and address per contract input
+(image and/or geometry), and everything freed on close or on a failed load."""
 
 from __future__ import annotations
 
@@ -118,11 +119,17 @@ def view(cuda: FakeCuda, ptr: int, dtype, shape):
     return np.frombuffer(cuda.buffers[ptr], dtype=dtype).reshape(shape)
 
 
-def reference_step(images: np.ndarray, state: np.ndarray, num_aus: int = AUS):
-    """What the fake engine computes: state_out = 0.5 state + row mean / 255, aus = 5 sigmoid
-    of the first num_aus state entries."""
-    mean = images.reshape(images.shape[0], -1).astype(np.float32).mean(axis=1, keepdims=True)
-    state_out = (0.5 * state + mean / 255.0).astype(np.float32)
+def reference_step(images: np.ndarray | None, state: np.ndarray, num_aus: int = AUS,
+                   geometry: np.ndarray | None = None):
+    """What the fake engine computes: state_out = 0.5 state + row mean of the image / 255 + row
+    mean of the geometry, aus = 5 sigmoid of the first num_aus state entries."""
+    mean = np.zeros((state.shape[0], 1), np.float32)
+    if images is not None:
+        mean += images.reshape(images.shape[0], -1).astype(np.float32).mean(
+            axis=1, keepdims=True) / 255.0
+    if geometry is not None:
+        mean += geometry.mean(axis=1, keepdims=True)
+    state_out = (0.5 * state + mean).astype(np.float32)
     aus = (5.0 / (1.0 + np.exp(-state_out[:, :num_aus]))).astype(np.float32)
     return aus, state_out
 
@@ -150,12 +157,18 @@ class FakeContext:
         # TensorRT reads the bound addresses when it enqueues: a captured graph keeps them.
         a = dict(self.addresses)
         assert a["state"] != a["state_out"], "one buffer bound as both input and output"
-        image_shape, state_shape, k = self.shapes["image"], self.shapes["state"], self.num_aus
+        assert set(a) == {*self.shapes, "aus", "state_out"}, "every input bound, with a shape"
+        shapes, k = dict(self.shapes), self.num_aus
+        state_shape = shapes["state"]
 
         def run():
-            images = view(self.cuda, a["image"], np.uint8, image_shape)
+            images = geometry = None
+            if "image" in shapes:
+                images = view(self.cuda, a["image"], np.uint8, shapes["image"])
+            if "geometry" in shapes:
+                geometry = view(self.cuda, a["geometry"], np.float32, shapes["geometry"])
             state = view(self.cuda, a["state"], np.float32, state_shape)
-            aus, state_out = reference_step(images, state, k)
+            aus, state_out = reference_step(images, state, k, geometry)
             view(self.cuda, a["state_out"], np.float32, state_shape)[:] = state_out
             view(self.cuda, a["aus"], np.float32, (state_shape[0], k))[:] = aus
 
@@ -208,7 +221,8 @@ def _frames(b, seed):
 
 def test_bucket_pads_alternates_state_buffers_and_replays_graphs(cuda):
     engine = FakeEngine(cuda)
-    bucket = _Bucket(engine, None, profile=2, batch=4, crop=CROP, hidden=HIDDEN, num_aus=AUS,
+    bucket = _Bucket(engine, None, profile=2, batch=4,
+                     inputs={"image": ((CROP, CROP, 3), np.uint8)}, hidden=HIDDEN, num_aus=AUS,
                      stream=0)
     ctx = engine.contexts[0]
     assert ctx.profile == 2 and ctx.shapes == {"image": (4, CROP, CROP, 3), "state": (4, HIDDEN)}
@@ -218,7 +232,7 @@ def test_bucket_pads_alternates_state_buffers_and_replays_graphs(cuda):
     for t in range(5):
         images = _frames(3, t)
         slot = bucket.slot
-        aus, state = bucket.run(images, state)
+        aus, state = bucket.run({"image": images}, state)
         want_aus, expected_state = reference_step(images, expected_state)
         np.testing.assert_allclose(aus, want_aus, rtol=1e-6)
         np.testing.assert_allclose(state, expected_state, rtol=1e-6)
@@ -251,18 +265,23 @@ class FakeRuntime:
         return self.engine
 
 
+def fake_engine_for(cuda, trt, manifest: dict) -> FakeEngine:
+    """A FakeEngine with the tensors, dtypes and profiles of a real engine's manifest."""
+    types = {"uint8": trt.DataType.UINT8, "float32": trt.DataType.FLOAT}
+    return FakeEngine(cuda, trt, profiles=len(manifest["buckets"]),
+                      num_aus=len(manifest["model"]["au_names"]),
+                      dtypes={name: types[io["dtype"]] for name, io in manifest["io"].items()})
+
+
 @pytest.fixture
 def runtime(cuda, rtx_engine, monkeypatch):
     """The installed TensorRT-RTX with FakeRuntime in place of its Runtime; engines with one
     profile per bucket of the real engine's manifest."""
     trt = pytest.importorskip("tensorrt_rtx")
     monkeypatch.setattr(trt, "Runtime", FakeRuntime)
-    buckets = rtx_engine.manifest["buckets"]
-    num_aus = len(rtx_engine.manifest["model"]["au_names"])
     monkeypatch.setattr(FakeRuntime, "verdict", ("VALID", 0))
     monkeypatch.setattr(FakeRuntime, "created", 0)
-    monkeypatch.setattr(FakeRuntime, "engine",
-                        FakeEngine(cuda, trt, profiles=len(buckets), num_aus=num_aus))
+    monkeypatch.setattr(FakeRuntime, "engine", fake_engine_for(cuda, trt, rtx_engine.manifest))
     return trt
 
 
@@ -329,6 +348,49 @@ def test_the_runtimes_own_verdict_and_a_bad_engine_are_refused(runtime, cuda, rt
     with pytest.raises(BackendError, match="2 profiles, not the rtau step with buckets"):
         create_backend("tensorrt", rtx_engine.engine_path)
     assert FakeRuntime.created == 4 and _everything_freed(cuda)
+
+
+@pytest.mark.parametrize("kind", ["geometry", "image+geometry"])
+def test_geometry_engines_bind_and_copy_every_input(kind, runtime, cuda, rtx_engine_of,
+                                                    monkeypatch):
+    """A geometry model's engine gets a host and a device buffer, a shape and an address per
+    contract input (geometry float32[b, G] beside or instead of the image), the geometry reaches
+    the engine row by row through padding and pieces, and a missing input is refused."""
+    result = rtx_engine_of(kind)
+    monkeypatch.setattr(FakeRuntime, "engine", fake_engine_for(cuda, runtime, result.manifest))
+    backend = create_backend("tensorrt", result.engine_path, runtime_cache=False)
+    c = backend.contract
+    assert c.uses_geometry and c.uses_image == (kind == "image+geometry")
+    assert backend.contract.precision == result.manifest["precision"]
+    assert result.manifest["precision"] in backend.describe()
+    for ctx in FakeRuntime.engine.contexts:
+        assert ctx.shapes["geometry"][1:] == (c.geometry_size,)
+        assert ("image" in ctx.shapes) == c.uses_image
+    rng = np.random.default_rng(1)
+    n = 11  # 8 + 3 (padded to 4)
+    images = rng.integers(0, 256, (n, c.crop_size, c.crop_size, 3), dtype=np.uint8) \
+        if c.uses_image else None
+    geometry = rng.uniform(-0.4, 0.4, (n, c.geometry_size)).astype(np.float32)
+    state = rng.normal(size=(n, c.state_size)).astype(np.float32)
+    aus, state_out = backend.step(images, state, geometry)
+    want_aus, want_state = reference_step(images, state, c.num_aus, geometry)
+    np.testing.assert_allclose(aus, want_aus, rtol=1e-5)
+    np.testing.assert_allclose(state_out, want_state, rtol=1e-5)
+    with pytest.raises(BackendError, match="needs the geometry input"):
+        backend.step(images, state, None)
+    backend.close()
+    assert _everything_freed(cuda)
+
+
+def test_an_engine_without_the_contracts_geometry_input_is_refused(runtime, cuda, rtx_engine_of,
+                                                                    monkeypatch):
+    result = rtx_engine_of("image+geometry")
+    image_only = FakeEngine(cuda, runtime, profiles=len(result.manifest["buckets"]))
+    monkeypatch.setattr(FakeRuntime, "engine", image_only)
+    with pytest.raises(BackendError, match=r"has tensors \['aus', 'image', 'state', "
+                                           r"'state_out'\].*rebuild"):
+        create_backend("tensorrt", result.engine_path, runtime_cache=False)
+    assert _everything_freed(cuda)
 
 
 def test_cuda_errors_become_backend_errors(cuda):

@@ -109,3 +109,15 @@ def test_bad_source_model_and_unloadable_backend_are_one_line(tiny_onnx, tmp_pat
                    "model file not found")
     one_error_line(invoke("--backend", "tensorrt", *QUICK, "--model", tiny_onnx),
                    "no backend could be timed here (tensorrt: ")
+
+
+def test_a_geometry_only_model_is_timed_and_described(tiny_onnx_of, tmp_path):
+    out = tmp_path / "geo.json"
+    model = tiny_onnx_of("geometry")
+    result = invoke("--backend", "onnxruntime", "--batch", "1,2", *QUICK, "--windows", "2",
+                    "--parity", "3", "--model", model, "--json", out)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert [r["batch"] for r in payload["results"]] == [1, 2]
+    assert payload["model"]["inputs"] == ["geometry"]
+    assert "inputs geometry" in result.stdout

@@ -31,6 +31,16 @@ def test_builds_then_skips(tiny_onnx, tmp_path):
     assert again.exit_code == 0 and "up to date" in again.output
 
 
+def test_a_geometry_only_model_builds_fp32_and_says_so(tiny_onnx_of, tmp_path):
+    out = tmp_path / "geo.engine"
+    result = _run("--model", tiny_onnx_of("geometry"), "--out", out, "--max-batch", 2,
+                  "--target", "rtx", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "fp32 (no CNN" in result.output and "float32[B, 956]" in result.output
+    assert "uint8" not in result.output
+    assert json.loads(out.with_suffix(".json").read_text())["precision"] == "fp32"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--buckets", "1,x"), "comma-separated integers"),
     (("--compute-capability", "sm86"), "like 8.6"),

@@ -33,3 +33,15 @@ def test_help_lists_every_command():
     assert out.returncode == 0
     for command in ("live", "process", "build-engine", "bench", "doctor"):
         assert command in out.stdout
+
+
+def test_a_geometry_model_in_rtau_model_is_described_with_its_inputs(tiny_onnx_of,
+                                                                    monkeypatch):
+    monkeypatch.setenv("RTAU_MODEL", str(tiny_onnx_of("image+geometry")))
+    checks = {(c.section, c.item): c for c in collect()}
+    check = checks[("models", "$RTAU_MODEL")]
+    assert check.ok is True
+    assert "12 AUs, inputs image+geometry, S=112, G=956, H=989, fp32" in check.value
+    monkeypatch.setenv("RTAU_MODEL", "/no/such/model.onnx")
+    check = {(c.section, c.item): c for c in collect()}[("models", "$RTAU_MODEL")]
+    assert check.ok is False and "not found" in check.value
