@@ -6,8 +6,10 @@ used for training subjects) exactly as `python -m train synth` does (same tracks
 shading, mouth, lids, light and noise; no video encoding), runs MediaPipe's FaceLandmarker
 (video mode) on every frame, and reports the Pearson r between its blendshapes and the labels
 rendered: mouthSmile (mean of left / right) vs AU12, jawOpen vs AU26, browInnerUp vs AU1,
-browDown vs AU4, eyeBlink vs AU45. Also the render time per frame (p50 / p99, one process),
-and the identity pool's size. Writes `synth_realism-<host>.json` and `.md` under --out.
+browDown vs AU4, eyeBlink vs AU45; AU1 and AU4 also on the frames without the other (they
+pull the inner brow opposite ways and often come together). Also the render time per frame
+(p50 / p99, one process), and the identity pool's size. Writes `synth_realism-<host>.json`
+and `.md` under --out.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AU45", ("eyeBlinkLeft", "eyeBlinkRight")),
 )
 TARGET_R = 0.6
+# AU1 and AU4 move the inner brow in opposite ways and often come together (sadness, fear),
+# so each brow judge is also reported on the frames without the other AU
+OPPOSED = {"AU01": "AU04", "AU04": "AU01"}
 MS = 1000.0
 
 
@@ -93,8 +98,13 @@ def measure(subjects: int, frames: int, seed: int, size=(640, 480), fps: float =
         per = [pearson(labels_arr[owner_arr == i, k], judge[owner_arr == i])
                for i in np.unique(owner_arr)]
         per = [v for v in per if np.isfinite(v)]
+        alone = None
+        if au in OPPOSED:
+            off = labels_arr[:, TEMPLATE_AUS.index(OPPOSED[au])] == 0
+            alone = round(pearson(labels_arr[off, k], judge[off]), 3)
         rows.append({"au": au, "blendshapes": list(names), "pearson_r": round(r, 3),
                      "per_subject_mean_r": round(float(np.mean(per)), 3) if per else None,
+                     "pearson_r_other_brow_au_off": alone,
                      "active_share": round(float((labels_arr[:, k] > 0).mean()), 3),
                      "met": bool(r >= TARGET_R)})
     ms = np.asarray(render_ms)
@@ -127,14 +137,15 @@ def markdown(result: dict) -> str:
         f" {result['frame_size'][0]}x{result['frame_size'][1]}; {m['cores']}-core "
         f"{m['machine']}, load average {m['load_average_1min']}",
         "",
-        "| AU | blendshape(s) | Pearson r (pooled) | mean r within a subject | frames with the "
-        "AU on | pooled r >= 0.6 |",
-        "| --- | --- | ---: | ---: | ---: | --- |",
+        "| AU | blendshape(s) | Pearson r (pooled) | mean r within a subject | pooled r, AU1 / "
+        "AU4 off | frames with the AU on | pooled r >= 0.6 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in result["pairs"]:
-        per = row["per_subject_mean_r"]
+        per, alone = row["per_subject_mean_r"], row.get("pearson_r_other_brow_au_off")
         lines.append(f"| {row['au']} | {' + '.join(row['blendshapes'])} | {row['pearson_r']:.2f}"
                      f" | {'-' if per is None else f'{per:.2f}'}"
+                     f" | {'-' if alone is None else f'{alone:.2f}'}"
                      f" | {100 * row['active_share']:.0f}% | {'yes' if row['met'] else 'no'} |")
     r = result["render_ms"]
     lines += ["", f"Render: {r['p50']:.1f} ms p50, {r['p99']:.1f} ms p99 per frame in one "

@@ -4,14 +4,17 @@
 (float[478, 3]: x, y in image pixels, z in MediaPipe's scale, as `rtau.faces.Face.landmarks`)
 into one displacement field per action unit: float32[478, 2] in image pixels, the motion of
 every landmark at intensity 5 (FACS "E", the maximum). `displace(intensities)` sums the fields
-times intensity / 5 and keeps the lids and the lips from crossing each other.
+times intensity / 5 (with one interaction: AU1 + AU4 make the oblique brow) and keeps the lids
+and the lips from crossing each other.
 
 The fields are written by us from FACS descriptions (see `rtau.aus`), in a face frame whose
 origin is the midpoint of the eye centres, whose u axis runs from the subject's right eye to
 the left eye and whose v axis points down the face; one unit is the inter-ocular distance
 (IOD, eye centre to eye centre, about 6.3 cm on an adult). Amplitudes are FACS-sized: a
 maximal brow raise moves the brows ~0.2 IOD (~1.3 cm), far above the ~0.03 IOD jitter of
-5-point alignment, so brows survive alignment. Geometry only: no wrinkles, furrows or bulges.
+5-point alignment, so brows survive alignment. A brow lowerer (AU4) is sized by the face
+itself: it closes most of the gap between the brow and the upper lid. Geometry only: no
+wrinkles, furrows or bulges (`train.data.au_shading` draws those).
 
 Run `python -m train synth --preview sheet.png ...` to look at every template.
 """
@@ -28,8 +31,22 @@ from train.data import face_regions as mesh
 # one place; every template below reads only these.
 BROW_RAISE_INNER = 0.20  # AU1: inner brow up
 BROW_RAISE_OUTER = 0.18  # AU2: outer brow up
-BROW_LOWER_DOWN = 0.14  # AU4: brows down ...
-BROW_LOWER_IN = 0.07  # ... and together
+# AU4: the brows come down onto the eye cover fold and are drawn together. At intensity 5 they
+# close BROW_LOWER_FRACTION of the neutral gap between the brow's lower edge and the level of
+# the upper lid's highest point, so a face with high-set brows lowers them further than one
+# whose brows already sit low (the gap, not a fixed distance, bounds how far a brow can come
+# down). The skin in the gap is compressed towards that level, never folded over it.
+BROW_LOWER_FRACTION = 0.85
+BROW_LOWER_MAX_FRACTION = 0.90  # with a subject's gain, at most this much of the gap closes
+BROW_LOWER_IN = 0.09  # IOD: each brow towards the midline
+BROW_LOWER_IN_REACH = 0.30  # IOD: reach of the drawing together around the inner brow
+BROW_LOWER_MEDIAL_REACH = 0.08  # IOD: how far past the inner brow ends the glabella follows
+BROW_LOWER_LATERAL_REACH = 0.15  # IOD: past the outer ends
+BROW_LOWER_SOFT = 0.03  # IOD below the lid-top level where the compression starts ...
+BROW_LOWER_EASE = 0.25  # ... easing in over this part of the gap (steepest slope 1 / 0.875)
+BROW_THICKNESS = 0.08  # IOD: the brow itself moves as a whole above its lower edge ...
+FOREHEAD_REACH = 0.35  # ... and the forehead skin above it follows less with distance
+NOSE_ROOT_BROW_DOWN = 0.04  # AU9 pulls the inner brows down a little (IOD)
 UPPER_LID_RAISE = 0.06  # AU5
 CHEEK_RAISE = 0.07  # AU6: cheek skin up
 LOWER_LID_RAISE = 0.04  # AU6: lower lid pushed up
@@ -131,11 +148,14 @@ class FaceTemplates:
         p = self.frame.to_face(lm[:, :2])
         z = lm[:, 2] / self.frame.iod if lm.shape[1] > 2 else np.zeros(len(lm))
         self._p = p
-        fields = _fields(p, z)
-        gains = gains or {}
+        fields, oblique = _fields(p, z)
+        gains = dict(gains or {})
+        # a brow cannot come down past the lid however expressive the face: cap AU4's gain
+        gains["AU04"] = min(gains.get("AU04", 1.0), BROW_LOWER_MAX_FRACTION / BROW_LOWER_FRACTION)
         self.fields: dict[str, np.ndarray] = {
             au: self.frame.vectors_to_image(duv * gains.get(au, 1.0)) for au, duv in fields.items()
         }
+        self.oblique = self.frame.vectors_to_image(oblique * gains["AU04"])
 
     @property
     def aus(self) -> tuple[str, ...]:
@@ -146,7 +166,8 @@ class FaceTemplates:
 
         intensities: {AU name: value} or float[len(TEMPLATE_AUS)] in `TEMPLATE_AUS` order.
         Upper lids never pass the lower lids and the lower inner lip never passes the upper
-        one (they stop `LID_MIN_GAP` IOD apart).
+        one (they stop `LID_MIN_GAP` IOD apart). With AU1 and AU4 both on, min(AU1, AU4) / 5
+        of AU4's inner-brow lowering is undone (`oblique`).
         """
         if not isinstance(intensities, dict):
             intensities = dict(zip(TEMPLATE_AUS, np.asarray(intensities, np.float64), strict=True))
@@ -154,6 +175,12 @@ class FaceTemplates:
         for au, value in intensities.items():
             if value:
                 out += self.fields[au] * (float(value) / MAX_INTENSITY)
+        # AU1 + AU4 (sadness, fear): the inner brow raiser wins at the inner brow, which goes up
+        # and in while the lateral brow comes down (FACS's oblique brow); an AU1 at least as
+        # strong as the AU4 undoes all of AU4's inner lowering, a weaker one part of it.
+        both = min(float(intensities.get("AU01", 0.0)), float(intensities.get("AU04", 0.0)))
+        if both > 0:
+            out += self.oblique * (both / MAX_INTENSITY)
         return self._keep_order(out).astype(np.float32)
 
     def _keep_order(self, xy: np.ndarray) -> np.ndarray:
@@ -187,16 +214,59 @@ class FaceTemplates:
         return f.origin + f.iod * (p[:, :1] * f.u_axis + p[:, 1:2] * f.v_axis)
 
 
-def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
-    """All template fields in face units (float64[478, 2] each), at intensity 5."""
+def _brow_lowering(
+    p: np.ndarray, edge: np.ndarray, inner_u: float, lid_top_v: float, side: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """AU4's motion of one brow (float64[N, 2], face units (u, v), at intensity 5) and the
+    part of its downward motion (float64[N]) that an inner brow raiser (AU1) opposes.
+
+    p: all points (float[N, 2], face units); edge: the brow's lower edge, outer -> inner end
+    (float[M, 2]); inner_u: u of the inner brow's centre; lid_top_v: v of the upper lid's
+    highest point; side: +1 for the subject's left brow. Above the lower edge the brow and
+    forehead move down by BROW_LOWER_FRACTION of the gap between edge and lid-top level, and
+    in towards the midline; between the edge and BROW_LOWER_SOFT below that level the motion
+    eases to 0 (the lid's highest point moves about 0.01 IOD at most) and below it nothing
+    moves. The compression is towards a level line, not the lid margin, so the margin sloping
+    down to the eye corners cannot cross the compressed skin above it; its steepest slope,
+    BROW_LOWER_MAX_FRACTION / (1 - BROW_LOWER_EASE / 2) < 1.03 times gap / (gap + soft), stays
+    under 1, so no triangle folds over.
+    """
+    u, v = p[:, 0], p[:, 1]
+    edge_v = _chain_v_at(edge, u)
+    gap = np.clip(lid_top_v - edge_v, 0.0, None)
+    u_out, u_in = edge[0, 0], edge[-1, 0]
+    medial = np.clip(side * (u_in - u), 0.0, None)
+    lateral = np.clip(side * (u - u_out), 0.0, None)
+    reach = np.exp(-0.5 * ((medial / BROW_LOWER_MEDIAL_REACH) ** 2
+                           + (lateral / BROW_LOWER_LATERAL_REACH) ** 2))
+    above_brow = np.clip(edge_v - v - BROW_THICKNESS, 0.0, None)
+    # the compressed skin eases in from just below the lid-top level (no crease at that level)
+    level = lid_top_v + BROW_LOWER_SOFT
+    t = np.clip((level - v) / np.maximum(level - edge_v, 1e-6), 0.0, 1.0)
+    ease = BROW_LOWER_EASE
+    ramp = np.where(t < ease, t * t / (2.0 * ease), t - ease / 2.0) / (1.0 - ease / 2.0)
+    follow = np.where(v <= edge_v, np.exp(-0.5 * (above_brow / FOREHEAD_REACH) ** 2), ramp)
+    together = np.exp(-0.5 * ((u - inner_u) / BROW_LOWER_IN_REACH) ** 2)
+    down = BROW_LOWER_FRACTION * gap * reach * follow
+    to_inner = np.clip((u - u_out) / (u_in - u_out), 0.0, 1.0)  # 0 outer end .. 1 inner end
+    return (np.stack([-side * BROW_LOWER_IN * together * follow, down], axis=1),
+            down * to_inner)
+
+
+def _fields(p: np.ndarray, z: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All template fields in face units (float64[478, 2] each), at intensity 5, and the
+    AU1 + AU4 correction (float64[478, 2]: AU4's inner lowering, undone; see `displace`)."""
     n = len(p)
     fields = {au: np.zeros((n, 2)) for au in TEMPLATE_AUS}
+    oblique = np.zeros((n, 2))
     u, v = p[:, 0], p[:, 1]
 
     # --- brows and lids -------------------------------------------------------------------
-    for upper, lower, brow_inner, brow_outer in (
-        (mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER, mesh.RIGHT_BROW_INNER, mesh.RIGHT_BROW_OUTER),
-        (mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER, mesh.LEFT_BROW_INNER, mesh.LEFT_BROW_OUTER),
+    for upper, lower, brow_inner, brow_outer, brow_edge in (
+        (mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER, mesh.RIGHT_BROW_INNER, mesh.RIGHT_BROW_OUTER,
+         mesh.RIGHT_BROW_LOWER_EDGE),
+        (mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER, mesh.LEFT_BROW_INNER, mesh.LEFT_BROW_OUTER,
+         mesh.LEFT_BROW_LOWER_EDGE),
     ):
         up_chain, low_chain = p[list(upper)], p[list(lower)]
         eye_u0, eye_u1 = sorted((up_chain[0, 0], up_chain[-1, 0]))
@@ -214,9 +284,10 @@ def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
         g_out = _gauss(p, outer, 0.20, 0.40) * above_lid
         fields["AU01"][:, 1] -= BROW_RAISE_INNER * g_in
         fields["AU02"][:, 1] -= BROW_RAISE_OUTER * g_out
-        g_brow = _gauss(p, inner * 0.7 + outer * 0.3, 0.28, 0.35) * above_lid
-        fields["AU04"][:, 1] += BROW_LOWER_DOWN * g_brow
-        fields["AU04"][:, 0] -= side * BROW_LOWER_IN * _gauss(p, inner, 0.22, 0.35) * above_lid
+        motion, inner_down = _brow_lowering(p, p[list(brow_edge)], inner[0],
+                                            up_chain[:, 1].min(), side)
+        fields["AU04"] += motion
+        oblique[:, 1] -= inner_down
 
         # lids: bell profile across the eye, zero at the corners
         profile = np.clip(1.0 - ((u - eye_mid) / eye_half) ** 2, 0.0, 1.0)
@@ -249,7 +320,7 @@ def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
     for brow_inner in (mesh.RIGHT_BROW_INNER, mesh.LEFT_BROW_INNER):
         above = _smoothstep(0.0, -0.2, v)
         fields["AU09"][:, 1] += (
-            0.3 * BROW_LOWER_DOWN * _gauss(p, p[list(brow_inner)].mean(0), 0.15, 0.2) * above
+            NOSE_ROOT_BROW_DOWN * _gauss(p, p[list(brow_inner)].mean(0), 0.15, 0.2) * above
         )
 
     # --- mouth ----------------------------------------------------------------------------
@@ -305,4 +376,4 @@ def _fields(p: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
     if not np.isfinite(lever).all() or np.ptp(z) == 0:
         lever = np.clip((v - 0.0) / max(chin[1], 1e-6), 0.0, 1.0)  # no depth: vertical lever
     fields["AU26"][:, 1] += JAW_DROP * lever * lower_part
-    return fields
+    return fields, oblique

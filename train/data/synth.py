@@ -63,7 +63,7 @@ from train.data.episodes import EpisodeConfig, sample_intensities
 from train.data.identities import TEST, TRAIN, is_neutral, largest_face
 from train.data.warp import WarpMesh
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: AU4 sized by the brow-lid gap, AU1 + AU4 oblique brow
 VIDEO_DIR = "Videos_LeftCamera"
 LABEL_DIR = "ActionUnit_Labels"
 SUBJECT_PREFIX = "SYN"

@@ -120,10 +120,14 @@ def grace_subject(tmp_path_factory, faces_dir):
     return subjects[0]
 
 
-def _measure(renderer: SubjectRenderer, detector, au: str, value: float) -> dict[str, float]:
-    """Landmark geometry found by MediaPipe on the rendered frame, in IOD units."""
+def _measure(renderer: SubjectRenderer, detector, au: str, value: float, **more: float
+             ) -> dict[str, float]:
+    """Landmark geometry found by MediaPipe on the frame rendered at au = value (and any
+    `more` AUs, e.g. AU01=5.0), in IOD units."""
     intens = np.zeros(len(TEMPLATE_AUS), np.float32)
     intens[TEMPLATE_AUS.index(au)] = value
+    for other, level in more.items():
+        intens[TEMPLATE_AUS.index(other)] = level
     frame, _ = renderer.render(intens)
     faces = detector.detect(frame)
     assert faces, f"no face found at {au}={value}"
@@ -173,3 +177,41 @@ def test_landmarks_follow_templates_on_untuned_face(grace_subject):
             if not ((steps > 0).all() and values[2] * sign - values[0] * sign >= min_change):
                 failures.append(f"{au} {key}: {np.round(values, 3).tolist()}")
     assert not failures, failures
+
+
+def test_inner_brow_raiser_wins_over_the_lowerer_at_the_inner_brow(grace_subject):
+    """AU1 + AU4 (sadness, fear) makes FACS's oblique brow (MediaPipe landmarks): the inner
+    brow rises at least half as far as with AU1 alone (summing the two fields, it would stay
+    near rest), while the outer brow is still lowered."""
+    from rtau.faces import FaceDetector
+
+    renderer = SubjectRenderer(grace_subject)
+    with FaceDetector(video=False) as detector:
+        rest = _measure(renderer, detector, "AU04", 0.0)
+        raised = _measure(renderer, detector, "AU01", 5.0)
+        oblique = _measure(renderer, detector, "AU04", 5.0, AU01=5.0)
+    rise = oblique["inner_brow"] - rest["inner_brow"]
+    assert rise >= 0.5 * (raised["inner_brow"] - rest["inner_brow"]), (rest, raised, oblique)
+    assert oblique["outer_brow"] <= rest["outer_brow"] - 0.01, (rest, oblique)
+
+
+def test_brow_lowerer_folds_no_triangle(grace_subject, tmp_path):
+    """At AU4 = 5, even with the largest per-subject gain, the brow-lid skin is compressed and
+    no mesh triangle turns over (a fold would sample the image mirrored)."""
+    from train.data.au_templates import FaceTemplates
+
+    gain = SynthConfig(out=tmp_path).gain_jitter[1]  # the largest a subject can draw
+    templates = FaceTemplates(grace_subject.landmarks, {"AU04": gain})
+    tri = regions.TRIANGLES
+
+    def signed_area(xy: np.ndarray) -> np.ndarray:
+        a, b, c = (xy[tri[:, k]].astype(np.float64) for k in range(3))
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    before = signed_area(templates.base_xy)
+    after = signed_area(templates.displace({"AU04": 5.0}))
+    moved = np.abs(templates.fields["AU04"]).max(axis=1) > 0.01 * templates.frame.iod
+    touched = moved[tri].any(axis=1)
+    assert touched.sum() > 50
+    flipped = np.flatnonzero(touched & (np.sign(after) != np.sign(before)))
+    assert flipped.size == 0, tri[flipped].tolist()
