@@ -46,20 +46,28 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     cpu = resolve(RecipeConfig(preset="cpu", out=tmp_path))
     smoke = resolve(RecipeConfig(preset="smoke", out=tmp_path,
                                  set=("finetune.steps=7", "synth.seed=5")))
-    # stage 1 -> single frames -> BPTT, each phase starting from the one before
-    assert cpu.frames.seq_len == 1 and cpu.frames.init == str(cpu.pretrain.out)
-    assert cpu.finetune.seq_len >= 16 and cpu.finetune.init == str(cpu.frames.out)
-    assert cpu.frames.store == cpu.finetune.store == cpu.prepare_train.out
-    no_frames = resolve(RecipeConfig(preset="cpu", out=tmp_path, set=("frames.steps=0",)))
+    # the default (cpu) model: geometry alone, from scratch, BPTT; no stage 1, no frames phase
+    assert cpu.pretrain is None and cpu.frames is None
+    assert cpu.finetune.init == "scratch" and cpu.finetune.inputs == "geometry"
+    assert cpu.finetune.seq_len >= 16 and cpu.finetune.store == cpu.prepare_train.out
+    # the image-geometry preset: stage 1 -> single frames -> BPTT, each from the one before
+    both = resolve(RecipeConfig(preset="image-geometry", out=tmp_path))
+    assert both.frames.seq_len == 1 and both.frames.init == str(both.pretrain.out)
+    assert both.finetune.seq_len >= 16 and both.finetune.init == str(both.frames.out)
+    assert both.frames.inputs == both.finetune.inputs == "image+geometry"
+    assert both.frames.store == both.finetune.store == both.prepare_train.out
+    no_frames = resolve(RecipeConfig(preset="image-geometry", out=tmp_path,
+                                     set=("frames.steps=0",)))
     assert no_frames.frames is None and no_frames.finetune.init == str(no_frames.pretrain.out)
     assert smoke.finetune.steps == 7 and smoke.synth[0].seed == 5
-    assert smoke.pretrain.tiny and smoke.finetune.tiny and not cpu.pretrain.tiny
+    assert smoke.pretrain.tiny and smoke.finetune.tiny and not both.pretrain.tiny
     assert smoke.synth[0].size == (320, 240)
     # stage 1 sees the training synth only (real clips on request), never the test subjects
-    assert cpu.pretrain.store == (cpu.prepare_train.out,) and cpu.prepare_real is None
+    assert both.pretrain.store == (both.prepare_train.out,) and both.prepare_real is None
     assert cpu.evaluate.store == cpu.prepare_test.out
-    assert cpu.prepare_test.out not in (cpu.finetune.store, *cpu.pretrain.store)
-    clips = resolve(RecipeConfig(preset="cpu", out=tmp_path, set=("pretrain.real_clips=true",)))
+    assert both.prepare_test.out not in (both.finetune.store, *both.pretrain.store)
+    clips = resolve(RecipeConfig(preset="image-geometry", out=tmp_path,
+                                 set=("pretrain.real_clips=true",)))
     assert clips.pretrain.store == (clips.prepare_train.out, clips.prepare_real.out)
     config = cpu.to_json()
     json.dumps(config)  # the manifest's training.config is plain JSON
