@@ -30,6 +30,9 @@ def _build(model, out, **kwargs):
 
 
 def _check_manifest(result, model, contract_state: int):
+    from rtau.contract import read_onnx_contract
+
+    contract = read_onnx_contract(model)
     manifest = json.loads(result.manifest_path.read_text())
     assert manifest == result.manifest
     assert manifest["format"] == "rtau.engine/1"
@@ -38,9 +41,15 @@ def _check_manifest(result, model, contract_state: int):
     assert manifest["tensorrt"] == {"flavour": "rtx", "package": "tensorrt-rtx",
                                     "module": "tensorrt_rtx", "version": trt.__version__}
     assert manifest["targets"]["compute_capabilities"] == ["8.0", "8.6", "8.9", "12.0"]
-    assert manifest["precision"] == "fp16-cnn"
+    # engines run the CNN in FP16; a geometry-only model has none and builds as it is
+    assert manifest["precision"] == ("fp16-cnn" if contract.uses_image else "fp32")
     io = manifest["io"]
-    assert io["image"] == {"mode": "input", "dtype": "uint8", "shape": ["B", 112, 112, 3]}
+    if contract.uses_image:
+        assert io["image"] == {"mode": "input", "dtype": "uint8", "shape": ["B", 112, 112, 3]}
+    if contract.uses_geometry:
+        assert io["geometry"] == {"mode": "input", "dtype": "float32",
+                                  "shape": ["B", contract.geometry_size]}
+    assert ("image" in io) == contract.uses_image
     assert io["state"] == {"mode": "input", "dtype": "float32", "shape": ["B", contract_state]}
     assert io["aus"]["dtype"] == "float32" and io["aus"]["mode"] == "output"
     assert io["state_out"] == {"mode": "output", "dtype": "float32",
