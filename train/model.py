@@ -20,9 +20,9 @@ that baseline: what the face does now, against what it usually looks like. Ident
 the absolute shape, which a few training people cannot teach, and an expression in the change;
 `geometry_absolute` adds the absolute shape as well (in a trial outside this code, a
 geometry-only GRU on unseen synthetic identities scored mean ICC 0.77 from the change alone and
-0.69 with the absolute shape beside it, which lets the model learn its training people). `present` (training only: 0 where
-no face was found) stops a frame from moving the baseline; at run time a face without landmarks
-is not stepped at all.
+0.69 with the absolute shape beside it, which lets the model learn its training people).
+`present` (training only: 0 where no face was found) stops a frame from moving the baseline; at
+run time a face without landmarks is not stepped at all.
 AU intensities are the head's linear output clamped to 0..5 (`readout`). Training takes its loss
 on the unclamped `raw_readout`: AU labels are mostly 0, and a squashing output (5 * sigmoid)
 drives every unit into saturation at 0 early on, where its gradient vanishes and the model
@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from rtau.aus import DISFA_AUS, INTENSITY_MAX
+from rtau.geometry import GEOMETRY_SIZE
 
 PIXEL_MEAN = 127.5
 PIXEL_STD = 64.0
@@ -67,7 +68,6 @@ INPUTS_IMAGE = "image"
 INPUTS_GEOMETRY = "geometry"
 INPUTS_BOTH = "image+geometry"
 INPUT_KINDS = (INPUTS_IMAGE, INPUTS_GEOMETRY, INPUTS_BOTH)
-GEOMETRY_SIZE = 956  # rtau.geometry.GEOMETRY_SIZE (x, y of 478 landmarks)
 GEOMETRY_LAYER = 256
 DELTA_SCALE = 10.0
 """Geometry minus baseline is ~+-0.05 crop sides; x10 brings it to the range of the rest."""

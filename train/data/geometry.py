@@ -21,18 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rtau.geometry import GEOMETRY_SIZE, geometry_features
+from rtau.geometry import GEOMETRY_SIZE, geometry_batch
 from train.data.store import Clip, ClipStore
 from train.model import ModelConfig
 
 
 def video_geometry(store: ClipStore, video_id: str) -> tuple[np.ndarray, np.ndarray]:
     """(float32[N, G] geometry features, bool[N] face found) of a video; zeros where no face."""
-    landmarks = store.landmarks(video_id)
     found = np.asarray(store.face_found(video_id), bool)
     features = np.zeros((len(found), GEOMETRY_SIZE), np.float32)
-    for i in np.flatnonzero(found):
-        features[i] = geometry_features(landmarks[i])
+    features[found] = geometry_batch(np.asarray(store.landmarks(video_id))[found])
     return features, found
 
 
