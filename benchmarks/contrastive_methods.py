@@ -78,9 +78,9 @@ def markdown(result: dict) -> str:
         speed = [r["s_per_step"] for r in runs if r.get("s_per_step")]
         loss = [r["loss_last"] for r in runs if "loss_last" in r]
         table.append([method, f"{np.mean(speed) if speed else 0:.2f}",
-                      f"{np.mean(loss) if loss else float('nan'):.2f}", spread("cnn_icc"),
+                      f"{np.mean(loss) if loss else float('nan'):.2f}", spread("frame_icc"),
                       spread("gru_icc")])
-    header = ["method", "s / step", "final loss", "probe ICC, CNN features",
+    header = ["method", "s / step", "final loss", "probe ICC, frame features",
               "probe ICC, GRU state"]
     return "\n".join([
         "# Stage 1 objective: linear probe on unseen identities",

@@ -13,10 +13,16 @@ videos. A key of the same video within `margin` frames of the positive is masked
 accidental negative: it shows nearly the same face); beyond the margin it is a deliberate
 temporal negative.
 
-Inputs of DynamicsContrast: two augmentations of the same clips, view_a and view_b float or
-uint8 [B, T, S, S, 3]; video int64[B] (clips with equal values come from one video); frame
-int64[B, T] (the frame index of every frame in its video). Frame embeddings are
-normalise(frame_projector(cnn_features)) [B*T, D] of view_b (the keys).
+Inputs of DynamicsContrast: two augmentations of the same clips, view_a and view_b, each a
+`ModelInputs` (train/data/geometry.py) of what the model takes: images float or uint8
+[B, T, S, S, 3] and/or geometry float32 [B, T, G] with present [B, T] and the state [B, H]
+that carries each clip's geometry baseline in; video int64[B] (clips with equal values come
+from one video); frame int64[B, T] (the frame index of every frame in its video). Frame
+embeddings are normalise(frame_projector(frame_features)) [B*T, D] of view_b (the keys), where
+the frame features are the GRU inputs (CNN features and/or the geometry encoder's, which sees
+the change from the face's running baseline). So the same objective pretrains image models
+and geometry models: for geometry the two views differ by landmark noise (train/augment.py,
+`GeometryNoise`), and a frame must be told apart from the same face's other expressions.
 - "frame" (time-contrastive, TCN style): the embedding of frame (b, t) in view_a must pick the
   same frame in view_b among all frames of the batch (both directions).
 - "cpc" (predictive, CPC / DPC style, the natural fit for a GRU): the GRU state after frame t of
@@ -49,6 +55,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from train.data.geometry import ModelInputs
 from train.model import AUModel
 
 DYNAMICS_METHODS = ("dynamics", "cpc", "frame")
@@ -216,6 +223,16 @@ class ClipContrast(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
 
+def stack_views(view_a: ModelInputs, view_b: ModelInputs) -> ModelInputs:
+    """The two views as one batch of 2B clips (view_a's rows first)."""
+
+    def cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+        return None if a is None else torch.cat([a, b])
+
+    return ModelInputs(cat(view_a.images, view_b.images), cat(view_a.geometry, view_b.geometry),
+                       cat(view_a.present, view_b.present), cat(view_a.state, view_b.state))
+
+
 def same_video_near(video: torch.Tensor, frame: torch.Tensor, margin: int) -> torch.Tensor:
     """bool[N, N]: keys i, j of one video within `margin` frames (the diagonal included).
 
@@ -238,7 +255,7 @@ class DynamicsContrast(nn.Module):
         self.encoder.head.requires_grad_(False)  # the AU head is stage 2's; unused here
         cfg = encoder.cfg
         self.frame_projector = ProjectionHead(
-            cfg.feature_size, config.projection_hidden, config.projection_dim
+            cfg.gru_input_size, config.projection_hidden, config.projection_dim
         )
         use_cpc = self._terms()[1]
         # only the terms in use own parameters (DDP refuses parameters without a gradient)
@@ -251,13 +268,16 @@ class DynamicsContrast(nn.Module):
         m = self.config.method
         return m in ("dynamics", "frame"), m in ("dynamics", "cpc")
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, video: torch.Tensor,
+    def forward(self, view_a: ModelInputs, view_b: ModelInputs, video: torch.Tensor,
                 frame: torch.Tensor) -> list[tuple[str, float, torch.Tensor, torch.Tensor]]:
         cfg = self.config
-        b, t = view_a.shape[:2]
+        both = stack_views(view_a, view_b)
+        # one batch: BN (if any) sees both views
+        feats, _ = self.encoder.encode_sequence(both.images, both.state, both.geometry,
+                                                both.present)
+        b, t = feats.shape[0] // 2, feats.shape[1]
         n = b * t
-        both = torch.cat([view_a, view_b]).reshape(2 * n, *view_a.shape[2:])
-        feats = self.encoder.features(both)  # one batch: BN (if any) sees both views
+        feats = feats.reshape(2 * n, -1)
         feats_a, feats_b = feats[:n], feats[n:]
         keys = F.normalize(self.frame_projector(feats_b), dim=1)  # [N, D], row b * T + t
         vid = video.to(keys.device).repeat_interleave(t)
@@ -273,7 +293,7 @@ class DynamicsContrast(nn.Module):
             logits = logits.masked_fill(torch.cat([blocked, blocked]), MASKED_LOGIT)
             terms.append(("frame", cfg.frame_weight, logits, torch.cat([rows, rows])))
         if use_cpc:
-            states, _ = self.encoder.run_gru(feats_a.reshape(b, t, -1), None)
+            states, _ = self.encoder.run_gru(feats_a.reshape(b, t, -1), None)  # hidden: zero
             logit_rows, label_rows = [], []
             for k, predictor in enumerate(self.predictors, start=1):
                 if k >= t:

@@ -35,7 +35,7 @@ gathered from all ranks, dynamics negatives stay within a rank's batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -47,12 +47,13 @@ from rich.console import Console
 
 from rtau.commands.options import config_from_options
 from train import loop
-from train.augment import AugmentConfig, TwoViews
+from train.augment import AugmentConfig, GeometryViews, TwoViews
 from train.contrastive import METHODS, ContrastConfig, build_objective
+from train.data.geometry import GeometrySource, batch_inputs
 from train.data.splits import ALL, check_split, split_video_ids
-from train.data.store import ClipStore, StoreError, common_alignment, read_clip
+from train.data.store import Clip, ClipStore, StoreError, common_alignment, read_clip
 from train.evaluate import fold_videos, video_identities
-from train.model import INPUTS_IMAGE, AUModel
+from train.model import INPUT_KINDS, INPUTS_IMAGE, AUModel
 from train.probe import linear_probe
 
 STAGE = "pretrain"
@@ -60,6 +61,7 @@ MIN_FACE_SHARE = 0.5  # a clip with fewer frames with a face than this is redraw
 MAX_REDRAWS = 8
 PROBE_HELD_OUT_FOLD, PROBE_FOLDS = 0, 3
 STAGE1_NOISE_STD = 4.0  # grey levels: above the generator's sensor noise (sigma ~2-4)
+GEOMETRY_NOISE_STD = 0.001  # crop sides: MediaPipe's frame-to-frame jitter (train/augment.py)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class PretrainConfig(loop.StageFields):
     predictive_weight: float = 1.0
     noise_std: float = STAGE1_NOISE_STD
     per_frame_colour: bool = True
+    geometry_noise: float = GEOMETRY_NOISE_STD
     queue_size: int = 4096
     momentum: float = 0.99
     norm: str = field(default="group", kw_only=True)
@@ -112,9 +115,13 @@ class PretrainConfig(loop.StageFields):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size < 2:
             raise ValueError("--batch-size must be at least 2 (negatives come from the batch)")
-        if self.inputs not in ("", INPUTS_IMAGE):
-            raise ValueError(f"stage 1 trains image models (--inputs {INPUTS_IMAGE}); geometry "
-                             "is added in stage 2 (`train finetune --inputs image+geometry`)")
+        if self.inputs not in ("", *INPUT_KINDS):
+            raise ValueError(f"--inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
+        if self.inputs not in ("", INPUTS_IMAGE) and not self.contrast().dynamics:
+            raise ValueError(f"--method {self.method} contrasts clips of image models; geometry "
+                             "models take a dynamics method (dynamics | cpc | frame)")
+        if self.geometry_noise < 0:
+            raise ValueError("--geometry-noise must be >= 0")
         if self.max_offset < 0:
             raise ValueError("--max-offset must be >= 0")
         if self.probe_test_store is not None and self.probe_store is None:
@@ -212,8 +219,9 @@ class VideoClipSampler:
         frames = np.array([n for _, _, n in self.items], float)
         self.weights = frames / frames.sum()
 
-    def batch(self, size: int, rng: np.random.Generator):
-        """(clips uint8[size, T, S, S, 3], video int64[size], frame int64[size, T]).
+    def batch(self, size: int, rng: np.random.Generator
+              ) -> tuple[list[tuple[ClipStore, Clip]], np.ndarray, np.ndarray]:
+        """([(store, clip)] * size, video int64[size], frame int64[size, T]).
 
         ceil(size / clips_per_video) videos (distinct when there are enough), each giving
         clips_per_video clips at independent random starts (overlaps are fine: the objective
@@ -226,10 +234,10 @@ class VideoClipSampler:
         for pick in np.repeat(picks, self.clips_per_video)[:size]:
             store, video_id, n = self.items[int(pick)]
             clip = _read_with_faces(store, video_id, n, self.clip_len, rng)
-            clips.append(clip.images)
+            clips.append((store, clip))
             video.append(int(pick))
             frame.append(np.arange(clip.start, clip.start + self.clip_len))
-        return np.stack(clips), np.array(video, np.int64), np.stack(frame).astype(np.int64)
+        return clips, np.array(video, np.int64), np.stack(frame).astype(np.int64)
 
 
 def stage1_identities(stores: Sequence[ClipStore], split: str = ALL) -> list[str]:
@@ -311,6 +319,8 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
             find_unused_parameters=config.method == "frame",  # the GRU has no gradient there
         )
     views = TwoViews(config.augment())
+    geometry_views = GeometryViews(config.geometry_noise)
+    sources = {id(s): GeometrySource(s, model.cfg.baseline_frames) for s in stores}
 
     def save(step: int) -> None:
         if not runtime.main:
@@ -320,7 +330,7 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
             objective.train()
             probes.append(scores)
             if not config.quiet:
-                console.print(f"step {step}: linear probe ICC cnn {scores['cnn_icc']:.3f}, "
+                console.print(f"step {step}: linear probe ICC frame {scores['frame_icc']:.3f}, "
                               f"gru {scores['gru_icc']:.3f} (unseen identities)")
         loop.save_training_state(
             out, model, step, STAGE, config, optimizer, history,
@@ -332,11 +342,19 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
         rng, generator = loop.step_generators(config.seed, runtime.rank, step)
         device = runtime.device
         if contrast.dynamics:
-            clips, video, frame = sampler.batch(config.batch_size, rng)
-            clips = torch.from_numpy(clips)
-            view_a, view_b = views(clips, clips, generator)
-            terms = wrapped(view_a.to(device), view_b.to(device), torch.from_numpy(video),
-                            torch.from_numpy(frame))
+            items, video, frame = sampler.batch(config.batch_size, rng)
+            clips = [clip for _, clip in items]
+            inputs = batch_inputs(model.cfg, clips, [sources[id(s)] for s, _ in items], device)
+            view_a = view_b = inputs
+            if inputs.images is not None:
+                images = torch.from_numpy(np.stack([c.images for c in clips]))
+                a, b = views(images, images, generator)
+                view_a = replace(view_a, images=a.to(device))
+                view_b = replace(view_b, images=b.to(device))
+            if inputs.geometry is not None:
+                a, b = geometry_views(inputs.geometry, generator)
+                view_a, view_b = replace(view_a, geometry=a), replace(view_b, geometry=b)
+            terms = wrapped(view_a, view_b, torch.from_numpy(video), torch.from_numpy(frame))
             return sum(w * F.cross_entropy(logits, labels) for _, w, logits, labels in terms)
         a, b = sampler.batch(config.batch_size, rng)
         view_a, view_b = views(torch.from_numpy(a), torch.from_numpy(b), generator)
@@ -375,6 +393,9 @@ def pretrain_command(
     predictive_weight: Annotated[float, typer.Option(help="dynamics: CPC term weight")] = 1.0,
     noise_std: Annotated[float, typer.Option(help="dynamics: per-view pixel noise")
                          ] = STAGE1_NOISE_STD,
+    geometry_noise: Annotated[float, typer.Option(
+        help="dynamics, geometry models: per-view landmark noise (crop sides)")
+    ] = GEOMETRY_NOISE_STD,
     per_frame_colour: Annotated[bool, typer.Option(help="dynamics: colour jitter per frame")
                                 ] = True,
     queue_size: Annotated[int, typer.Option(help="moco: negatives in the queue")] = 4096,
@@ -383,6 +404,8 @@ def pretrain_command(
     width: Annotated[float, typer.Option(help="CNN width multiplier")] = 0.375,
     hidden_size: Annotated[int, typer.Option(help="GRU state size H")] = 256,
     norm: Annotated[str, typer.Option(help="CNN norm: group | batch")] = "group",
+    inputs: Annotated[str, typer.Option(
+        help="image | geometry | image+geometry (geometry: a dynamics method)")] = "",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     probe_store: Annotated[Path | None, typer.Option(help="labeled store: linear probe at "

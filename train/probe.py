@@ -1,11 +1,13 @@
 """The linear probe: does a frozen model's representation carry AU intensity for unseen people?
 
     from train.probe import linear_probe
-    scores = linear_probe(model, fit_store, test_store)   # {"cnn": {...}, "gru": {...}}
+    scores = linear_probe(model, fit_store, test_store)   # {"frame": {...}, "gru": {...}}
 
 The diagnostic that decides whether stage 1 learns anything useful (METHOD.md): run the frozen
-model over whole videos (GRU state carried from a zero state at frame 0, as at run time), take
-two representations per frame, the CNN features [N, F] and the GRU state [N, H], fit a ridge
+model over whole videos (state carried from a zero state at frame 0, as at run time), take
+two representations per frame, the frame features [N, F] (the GRU's inputs: CNN features
+and/or the geometry encoder's, which sees the change from the face's running baseline) and the
+GRU state [N, hidden], fit a ridge
 regression from each to the AU labels on frames of the *fitting* videos (training identities),
 and score it as ICC(3,1) / PCC / MAE on every labeled frame of the *test* videos (identities no
 stage saw). Features are standardised with the fitting frames' mean and spread; the ridge
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from train.data.geometry import GeometrySource, batch_inputs
 from train.data.store import ClipStore, sequential_clips
 from train.metrics import au_metrics
 from train.model import AUModel
@@ -29,7 +32,7 @@ from train.model import AUModel
 DEFAULT_ALPHA = 1e-2
 DEFAULT_FIT_FRAMES = 4000
 PROBE_CHUNK = 128
-REPRESENTATIONS = ("cnn", "gru")
+REPRESENTATIONS = ("frame", "gru")
 STD_FLOOR = 1e-6
 
 
@@ -37,23 +40,28 @@ STD_FLOOR = 1e-6
 def frozen_features(
     model: AUModel, store: ClipStore, video_ids: Sequence[str], device: str | torch.device = "cpu"
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """({"cnn": float32[N, F], "gru": float32[N, H]}, labels float32[N, K], mask bool[N, K]).
+    """({"frame": float32[N, F], "gru": float32[N, hidden]}, labels float32[N, K], mask
+    bool[N, K]).
 
     Whole videos in order, frames concatenated; the model is put in eval mode.
     """
     model.eval().to(device)
-    cnn, gru, labels, masks = [], [], [], []
+    source = GeometrySource(store, model.cfg.baseline_frames) if model.cfg.uses_geometry \
+        else None
+    frame, gru, labels, masks = [], [], [], []
     for video_id in video_ids:
         state = None
         for clip in sequential_clips(store, video_id, PROBE_CHUNK):
-            images = torch.from_numpy(clip.images).to(device)
-            feats = model.features(images)
-            states, state = model.run_gru(feats.unsqueeze(0), state)
-            cnn.append(feats.float().cpu().numpy())
+            inputs = batch_inputs(model.cfg, [clip], source, device, warm_start=False)
+            feats, tail = model.encode_sequence(inputs.images, state, inputs.geometry,
+                                                inputs.present)
+            states, h = model.run_gru(feats, state)
+            state = h if tail is None else torch.cat([h, tail], -1)
+            frame.append(feats[0].float().cpu().numpy())
             gru.append(states[0].float().cpu().numpy())
             labels.append(clip.labels)
             masks.append(clip.mask)
-    return ({"cnn": np.concatenate(cnn), "gru": np.concatenate(gru)},
+    return ({"frame": np.concatenate(frame), "gru": np.concatenate(gru)},
             np.concatenate(labels), np.concatenate(masks))
 
 
@@ -78,7 +86,7 @@ def linear_probe(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """Ridge-probe scores of both representations: {"cnn"|"gru": {"icc", "pcc", "mae"}}.
+    """Ridge-probe scores of both representations: {"frame"|"gru": {"icc", "pcc", "mae"}}.
 
     Fits on at most max_fit_frames frames (drawn with `seed`) of fit_ids where every AU is
     labeled; scores on all labeled frames of test_ids (mean over the AUs that occur there).

@@ -15,7 +15,8 @@ from train.contrastive import (
     ContrastConfig,
     DynamicsContrast,
 )
-from train.model import AUModel, ModelConfig
+from train.data.geometry import ModelInputs
+from train.model import INPUTS_GEOMETRY, AUModel, ModelConfig
 
 S = 32
 
@@ -74,13 +75,17 @@ def dynamics(method: str = "dynamics", **changes) -> DynamicsContrast:
     return DynamicsContrast(model(), ContrastConfig(method=method, **changes))
 
 
+def image(x: torch.Tensor) -> ModelInputs:
+    return ModelInputs(x, None, None, None)
+
+
 def test_no_same_video_key_near_the_positive_is_a_negative():
     # clips 0 and 1: one video, overlapping (frames 10-13 and 12-15); clip 2 another video
     video = torch.tensor([7, 7, 3])
     frame = torch.tensor([[10, 11, 12, 13], [12, 13, 14, 15], [10, 11, 12, 13]])
     x = views()
     terms = dict((name, (logits, labels)) for name, _, logits, labels in
-                 dynamics(margin=1)(x, x.clone(), video, frame))
+                 dynamics(margin=1)(image(x), image(x.clone()), video, frame))
     logits, labels = terms["frame"]
     assert logits.shape == (24, 12) and labels[:12].tolist() == list(range(12))
     masked = logits[:12] == MASKED_LOGIT
@@ -99,14 +104,14 @@ def test_no_same_video_key_near_the_positive_is_a_negative():
 
 def test_identical_views_make_the_frame_positive_the_best_match():
     x = views(b=2, t=3)
-    _, _, logits, labels = dynamics("frame")(x, x.clone(), torch.tensor([0, 1]),
+    _, _, logits, labels = dynamics("frame")(image(x), image(x.clone()), torch.tensor([0, 1]),
                                              torch.arange(3).repeat(2, 1))[0]
     assert torch.equal(logits.argmax(1), labels)
 
 
 def test_dynamics_terms_train_cnn_and_gru_not_head():
     objective = dynamics()
-    terms = objective(views(), views(seed=1), torch.tensor([0, 0, 1]),
+    terms = objective(image(views()), image(views(seed=1)), torch.tensor([0, 0, 1]),
                       torch.tensor([[0, 1, 2, 3], [40, 41, 42, 43], [0, 1, 2, 3]]))
     assert [t[0] for t in terms] == ["frame", "cpc"]
     sum(w * F.cross_entropy(lo, la) for _, w, lo, la in terms).backward()
@@ -121,3 +126,35 @@ def test_clip_objective_refuses_a_dynamics_method():
         ClipContrast(model(), ContrastConfig(method="dynamics"))
     with pytest.raises(ValueError, match="DynamicsContrast runs"):
         DynamicsContrast(model(), ContrastConfig(method="simclr"))
+
+
+def geometry_views(b: int = 3, t: int = 4, seed: int = 0) -> tuple[ModelInputs, ModelInputs]:
+    """Two noisy views of the same geometry clips, each clip warm-started from a baseline."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = ModelConfig.tiny(crop_size=S, inputs=INPUTS_GEOMETRY)
+    geometry = 0.05 * torch.randn(b, t, cfg.geometry_size, generator=g)
+    state = torch.zeros(b, cfg.state_size)
+    state[:, cfg.hidden_size : -1] = geometry[:, 0]  # a baseline near the clip's first frame
+    state[:, -1] = 30.0
+    present = torch.ones(b, t)
+
+    def view() -> ModelInputs:
+        noise = 0.001 * torch.randn(geometry.shape, generator=g)
+        return ModelInputs(None, geometry + noise, present, state)
+
+    return view(), view()
+
+
+def test_geometry_model_pretrains_its_encoder_and_gru():
+    torch.manual_seed(0)
+    encoder = AUModel(ModelConfig.tiny(crop_size=S, inputs=INPUTS_GEOMETRY))
+    objective = DynamicsContrast(encoder, ContrastConfig(method="dynamics", margin=1))
+    a, b = geometry_views()
+    terms = objective(a, b, torch.tensor([0, 0, 1]),
+                      torch.tensor([[0, 1, 2, 3], [40, 41, 42, 43], [0, 1, 2, 3]]))
+    frame = dict((name, (lo, la)) for name, _, lo, la in terms)["frame"]
+    assert frame[0].shape == (24, 12)
+    sum(w * F.cross_entropy(lo, la) for _, w, lo, la in terms).backward()
+    assert encoder.geometry_encoder.net[0].weight.grad.abs().sum() > 0
+    assert encoder.gru.hidden_proj.weight.grad.abs().sum() > 0
+    assert encoder.head.weight.grad is None

@@ -84,7 +84,7 @@ def test_dynamics_loss_decreases_and_the_probe_runs_at_checkpoints(tmp_path):
     assert late < 0.8 * early, (early, late)
     ckpt = load_checkpoint(cfg.out)
     assert [p["step"] for p in ckpt.extra["probe"]] == [15, 30]
-    assert set(ckpt.extra["probe"][0]) >= {"cnn_icc", "gru_icc", "cnn_mae", "gru_pcc"}
+    assert set(ckpt.extra["probe"][0]) >= {"frame_icc", "gru_icc", "frame_mae", "gru_pcc"}
     assert ckpt.extra["train_identities"] == ["disfa:TOY001", "disfa:TOY002", "disfa:TOY003"]
     assert "frame_projector.net.0.weight" in ckpt.extra["objective"]
     # a probe scored on people stage 1 trained on is refused

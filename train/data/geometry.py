@@ -88,21 +88,24 @@ class ModelInputs:
     state: torch.Tensor | None
 
 
-def batch_inputs(cfg: ModelConfig, clips: Sequence[Clip], source: GeometrySource | None,
+def batch_inputs(cfg: ModelConfig, clips: Sequence[Clip],
+                 source: GeometrySource | Sequence[GeometrySource] | None,
                  device: str | torch.device = "cpu", warm_start: bool = True) -> ModelInputs:
-    """The inputs `cfg`'s model takes for `clips` (equal lengths). warm_start: geometry models
-    start from the baseline each clip's first frame would have live (else the zero state)."""
+    """The inputs `cfg`'s model takes for `clips` (equal lengths); `source`: the clips' store's,
+    or one per clip (clips of several stores). warm_start: geometry models start from the
+    baseline each clip's first frame would have live (else the zero state)."""
     images = geometry = present = state = None
     if cfg.uses_image:
         images = torch.from_numpy(np.stack([c.images for c in clips])).to(device)
     if cfg.uses_geometry:
         if source is None:
             raise ValueError("a geometry model needs a GeometrySource")
-        pairs = [source.clip(c) for c in clips]
+        sources = [source] * len(clips) if isinstance(source, GeometrySource) else list(source)
+        pairs = [src.clip(c) for src, c in zip(sources, clips, strict=True)]
         geometry = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
         present = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)
         if warm_start:
-            tails = np.stack([source.start_state(c) for c in clips])
+            tails = np.stack([src.start_state(c) for src, c in zip(sources, clips, strict=True)])
             hidden = np.zeros((len(clips), cfg.hidden_size), np.float32)
             state = torch.from_numpy(np.concatenate([hidden, tails], 1)).to(device)
     return ModelInputs(images, geometry, present, state)
