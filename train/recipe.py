@@ -72,7 +72,8 @@ STATE_FORMAT = "rtau-recipe-state/1"
 # set by the runner, never by a recipe: they point into OUT
 RUNNER_FIELDS = frozenset({"out", "store", "root", "dataset", "init", "checkpoint", "scores",
                            "training", "preview", "workers", "device", "quiet", "fold",
-                           "training_data", "split", "test_subjects"})
+                           "training_data", "split", "test_subjects", "probe_store",
+                           "probe_test_store"})
 
 
 class RecipeError(RtauError):
@@ -292,8 +293,12 @@ def resolve(config: RecipeConfig) -> ResolvedRecipe:
     pretrain = None
     if int(pre.get("steps", 1)) > 0:
         stage1 = (prepare_train.out,) + ((prepare_real.out,) if prepare_real else ())
+        # the linear probe at stage 1's checkpoints: fitted on the training store's labels,
+        # scored on the unseen test identities (a diagnostic; stage 1 never sees a label)
         pretrain = build_config(PretrainConfig, {**pre, **model}, f"{where} pretrain",
-                                out=runs / "pretrain.pt", store=stage1, **run)
+                                out=runs / "pretrain.pt", store=stage1,
+                                probe_store=prepare_train.out,
+                                probe_test_store=prepare_test.out, **run)
     stage1_init = str(pretrain.out) if pretrain else SCRATCH
     frames = None
     if int(sections.get("frames", {}).get("steps", 0)) > 0:
@@ -468,8 +473,10 @@ def _run_pretrain(resolved: ResolvedRecipe, console: Console) -> dict:
     ckpt = load_checkpoint(pretrain(cfg, console))
     history = ckpt.extra.get("history", [])
     return {"steps": ckpt.step, "unit": "steps", "batch_size": cfg.batch_size,
-            "clip_len": cfg.clip_len, "stores": [str(s) for s in cfg.store],
-            "loss": {"first": history[0][1], "last": history[-1][1]} if history else None}
+            "clip_len": cfg.clip_len, "method": cfg.method, "inputs": ckpt.model.cfg.inputs,
+            "stores": [str(s) for s in cfg.store],
+            "loss": {"first": history[0][1], "last": history[-1][1]} if history else None,
+            "probe": ckpt.extra.get("probe", [])}
 
 
 def _run_frames(resolved: ResolvedRecipe, console: Console) -> dict:

@@ -92,6 +92,46 @@ def test_dynamics_loss_decreases_and_the_probe_runs_at_checkpoints(tmp_path):
         pretrain(dataclasses.replace(cfg, out=tmp_path / "e.pt", probe_test_store=fit.root))
 
 
+def test_a_geometry_model_pretrains_on_landmarks_and_initialises_stage_2(tmp_path):
+    fit = make_toy_store(tmp_path / "fit", videos=4, frames=48, seed=1)
+    unseen = make_toy_store(tmp_path / "unseen", videos=2, frames=48, seed=2)
+    index = json.loads((unseen.root / "index.json").read_text())
+    for v in index["videos"]:
+        v["subject"] = "NEW" + v["subject"]
+    (unseen.root / "index.json").write_text(json.dumps(index))
+    losses: list[float] = []
+    cfg = config(fit.root, tmp_path / "g.pt", method="dynamics", inputs="geometry", steps=30,
+                 batch_size=8, clip_len=8, clips_per_video=4, margin=2, checkpoint_every=30,
+                 probe_store=fit.root, probe_test_store=unseen.root)
+    pretrain(cfg, on_step=lambda s, v: losses.append(v))
+    early, late = sum(losses[:3]) / 3, sum(losses[-5:]) / 5
+    assert late < 0.8 * early, (early, late)
+    ckpt = load_checkpoint(cfg.out)
+    assert ckpt.model.cfg.inputs == "geometry" and ckpt.model.backbone is None
+    probe = ckpt.extra["probe"][0]
+    assert probe["step"] == 30 and math.isfinite(probe["frame_icc"])
+    from train.finetune import FinetuneConfig, finetune
+
+    out = finetune(FinetuneConfig(store=fit.root, out=tmp_path / "ft.pt", init=str(cfg.out),
+                                  steps=2, batch_size=2, seq_len=4, tiny=True, quiet=True,
+                                  device="cpu"))
+    tuned = load_checkpoint(out)
+    assert tuned.model.cfg.inputs == "geometry"
+    report = tuned.extra["init_report"]
+    assert "geometry_encoder.net.0.weight" in report["loaded"] and "gru.input_proj.weight" in \
+        report["loaded"]
+    assert not report["mismatched"] and all(k.startswith("head.") for k in report["missing"])
+
+
+def test_clip_methods_refuse_a_geometry_model_in_one_line(store, tmp_path):
+    result = CliRunner().invoke(app, [
+        "pretrain", "--store", str(store), "--out", str(tmp_path / "p.pt"), "--tiny",
+        "--steps", "1", "--method", "simclr", "--inputs", "geometry", "--device", "cpu",
+    ])
+    assert result.exit_code != 0 and "geometry models take a dynamics method" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "p.pt").exists()
+
+
 @pytest.mark.parametrize("method", ["dynamics", "simclr", "moco"])
 def test_resume_after_interruption_equals_an_uninterrupted_run(store, tmp_path, method):
     whole = config(store, tmp_path / "whole.pt", method=method, queue_size=16)

@@ -46,15 +46,20 @@ def test_presets_and_overrides_resolve_to_stage_configs(tmp_path):
     cpu = resolve(RecipeConfig(preset="cpu", out=tmp_path))
     smoke = resolve(RecipeConfig(preset="smoke", out=tmp_path,
                                  set=("finetune.steps=7", "synth.seed=5")))
-    # the default (cpu) model: geometry alone, from scratch, BPTT; no stage 1, no frames phase
-    assert cpu.pretrain is None and cpu.frames is None
-    assert cpu.finetune.init == "scratch" and cpu.finetune.inputs == "geometry"
+    # the default (cpu) model: geometry alone, stage 1 on the training videos, then BPTT from
+    # it; no frames phase. Stage 1's probe fits on the training store, scores the unseen people
+    assert cpu.frames is None and cpu.pretrain.inputs == "geometry"
+    assert cpu.pretrain.method == "dynamics" and cpu.pretrain.store == (cpu.prepare_train.out,)
+    assert cpu.pretrain.probe_store == cpu.prepare_train.out
+    assert cpu.pretrain.probe_test_store == cpu.prepare_test.out
+    assert cpu.finetune.init == str(cpu.pretrain.out) and cpu.finetune.inputs == "geometry"
     assert cpu.finetune.seq_len >= 16 and cpu.finetune.store == cpu.prepare_train.out
     # the image-geometry preset: stage 1 -> single frames -> BPTT, each from the one before
     both = resolve(RecipeConfig(preset="image-geometry", out=tmp_path))
     assert both.frames.seq_len == 1 and both.frames.init == str(both.pretrain.out)
     assert both.finetune.seq_len >= 16 and both.finetune.init == str(both.frames.out)
     assert both.frames.inputs == both.finetune.inputs == "image+geometry"
+    assert both.pretrain.inputs == "image" and both.pretrain.method == "simclr"
     assert both.frames.store == both.finetune.store == both.prepare_train.out
     no_frames = resolve(RecipeConfig(preset="image-geometry", out=tmp_path,
                                      set=("frames.steps=0",)))
