@@ -118,7 +118,7 @@ def predict_video(
     """float32[N, K] AU intensities of a whole video, the state carried across chunks from the
     zero state at frame 0, as a live face's is (a geometry model's baseline included)."""
     model.eval()
-    geometry = GeometrySource(store, model.cfg.baseline_frames) if model.cfg.uses_geometry \
+    geometry = GeometrySource.for_model(store, model) if model.cfg.uses_geometry \
         else None
     state, outputs = None, []
     for clip in sequential_clips(store, video_id, chunk_len):

@@ -31,7 +31,7 @@ Ctrl-C) with the optimiser state; the same command resumes it. Single process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +45,7 @@ from rich.console import Console
 from rtau.commands.options import config_from_options
 from train import loop
 from train.augment import AugmentConfig, ClipAugment
-from train.data.geometry import GeometrySource, ModelInputs, batch_inputs
+from train.data.geometry import GeometrySource, ModelInputs, batch_inputs, geometry_prior
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import (
     ClipSampler,
@@ -89,6 +89,7 @@ class FinetuneConfig(loop.StageFields):
     min_lr_ratio: float = 0.05
     augment: bool = True
     split: str = ALL  # train | test | all: videos of one split of synthetic data
+    cold_start: float = 0.0  # share of clips started from the zero state (geometry models)
 
     def check(self) -> None:
         check_split(self.split)
@@ -103,6 +104,8 @@ class FinetuneConfig(loop.StageFields):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.cnn_lr_scale < 0:
             raise ValueError("--cnn-lr-scale must be >= 0 (0 freezes the CNN)")
+        if not 0.0 <= self.cold_start <= 1.0:
+            raise ValueError(f"--cold-start must be in [0, 1], got {self.cold_start}")
 
     @property
     def cnn_frozen(self) -> bool:
@@ -205,11 +208,17 @@ def init_identities(init: str) -> list[str]:
     return sorted(seen)
 
 
-def build_model(config: FinetuneConfig, store: ClipStore, console: Console) -> tuple:
-    """(model, load report or None) for --init scratch | CKPT, with the store's AUs and size."""
+def build_model(config: FinetuneConfig, store: ClipStore, console: Console,
+                train_ids: Sequence[str] = ()) -> tuple:
+    """(model, load report or None) for --init scratch | CKPT, with the store's AUs and size; a
+    new model with a baseline prior takes it from the training videos (train_ids)."""
     if config.init == SCRATCH:
         torch.manual_seed(config.seed)
-        return AUModel(config.model_config(store.crop_size, store.au_names)), None
+        model = AUModel(config.model_config(store.crop_size, store.au_names))
+        if model.has_prior:
+            model.set_baseline_prior(
+                torch.from_numpy(geometry_prior([(store, v) for v in train_ids])))
+        return model, None
     init = load_checkpoint(config.init)
     check_alignment(config.init, init.extra, store)
     base = init.model.cfg
@@ -296,7 +305,7 @@ def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_ste
     if resumed:
         model = resumed.model
     else:
-        model, report = build_model(config, store, console)
+        model, report = build_model(config, store, console, train_ids)
     groups = param_groups(model, config)
     model.to(runtime.device).train()
     if config.cnn_frozen and model.backbone is not None:
@@ -333,14 +342,16 @@ def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_ste
     # built once: its index of labeled clip positions costs a pass over every label mask
     sampler = ClipSampler(store, config.seq_len, train_ids, frames, seed=config.seed,
                           labeled_only=True)
-    geometry = GeometrySource(store, model.cfg.baseline_frames) if model.cfg.uses_geometry \
+    geometry = GeometrySource.for_model(store, model) if model.cfg.uses_geometry \
         else None
     device = runtime.device
 
     def step_loss(step: int) -> torch.Tensor:
         rng, generator = loop.step_generators(config.seed, runtime.rank, step)
         clips = [sampler.sample(rng) for _ in range(config.batch_size)]
-        inputs = batch_inputs(model.cfg, clips, geometry, device)
+        # a share of clips starts from the zero state: a face first seen mid-expression
+        cold = rng.random(len(clips)) < config.cold_start if config.cold_start > 0 else None
+        inputs = batch_inputs(model.cfg, clips, geometry, device, cold=cold)
         labels = torch.from_numpy(np.stack([c.labels for c in clips])).to(device)
         mask = torch.from_numpy(np.stack([c.mask for c in clips])).to(device)
         if config.augment and inputs.images is not None:  # on the training device: it costs a
@@ -389,6 +400,12 @@ def finetune_command(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     augment: Annotated[bool, typer.Option(help="per-sequence augmentation")] = True,
     split: Annotated[str, typer.Option(help="train | test | all (synthetic data)")] = ALL,
+    baseline_prior_frames: Annotated[int, typer.Option(
+        help="geometry, scratch only: weight in frames of the neutral prior the baseline starts "
+             "from (0: none)")] = 0,
+    cold_start: Annotated[float, typer.Option(
+        help="geometry: share of clips started from the zero state (a face first seen "
+             "mid-expression)")] = 0.0,
 ) -> None:
     """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
     config = config_from_options(FinetuneConfig, locals())

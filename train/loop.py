@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,8 @@ FREE_FIELDS = frozenset({"steps", "checkpoint_every", "device", "quiet", "out"})
 class StageFields:
     """The config fields both training stages take, with flags of the same names: the model
     (`tiny`, a test-sized model, or `width` and `hidden_size`; `norm` batch | group; `inputs`
-    image | geometry | image+geometry, "" for the default: an --init checkpoint's, else image),
+    image | geometry | image+geometry, "" for the default: an --init checkpoint's, else image;
+    `baseline_prior_frames` for geometry models: train/model.py),
     `seed`,
     `checkpoint_every` (steps), `device` (auto | cpu | cuda) and `quiet` (no progress)."""
 
@@ -54,6 +55,7 @@ class StageFields:
     hidden_size: int = 256
     norm: str = "batch"
     inputs: str = ""
+    baseline_prior_frames: int = 0
     seed: int = 0
     checkpoint_every: int = 200
     device: str = "auto"
@@ -63,10 +65,12 @@ class StageFields:
         """The architecture these fields choose, for crops of crop_size px and these AUs."""
         inputs = self.inputs or INPUTS_IMAGE
         if self.tiny:
-            return ModelConfig.tiny(au_names=au_names, crop_size=crop_size, norm=self.norm,
-                                    inputs=inputs)
+            return replace(ModelConfig.tiny(au_names=au_names, crop_size=crop_size,
+                                            norm=self.norm, inputs=inputs),
+                           baseline_prior_frames=self.baseline_prior_frames)
         return ModelConfig(crop_size=crop_size, width=self.width, hidden_size=self.hidden_size,
-                           au_names=au_names, norm=self.norm, inputs=inputs)
+                           au_names=au_names, norm=self.norm, inputs=inputs,
+                           baseline_prior_frames=self.baseline_prior_frames)
 
 
 class NonFiniteLoss(RtauError):

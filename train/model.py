@@ -23,6 +23,13 @@ geometry-only GRU on unseen synthetic identities scored mean ICC 0.77 from the c
 0.69 with the absolute shape beside it, which lets the model learn its training people).
 `present` (training only: 0 where no face was found) stops a frame from moving the baseline; at
 run time a face without landmarks is not stepped at all.
+A baseline prior (`baseline_prior_frames` k > 0): the baseline of a new face starts at a
+population neutral shape (the `baseline_prior` buffer, set from the training videos before
+training: `train.data.geometry.geometry_prior`) worth k frames, so the first frames of a face
+(a still photo, a video that starts mid-smile) are read against a typical neutral face instead
+of against themselves. The state then holds the baseline's offset from the prior, so the zero
+state is still a new face: baseline = prior + offset, and each frame moves it toward the frame
+by 1 / (count + k). With k = 0 (older models) there is no prior and the rule is the one above.
 AU intensities are the head's linear output clamped to 0..5 (`readout`). Training takes its loss
 on the unclamped `raw_readout`: AU labels are mostly 0, and a squashing output (5 * sigmoid)
 drives every unit into saturation at 0 early on, where its gradient vanishes and the model
@@ -90,6 +97,8 @@ class ModelConfig:
     geometry_features: width of the geometry encoder's output (the GRU input it adds).
     baseline_frames: the running geometry baseline's memory in frames (see the module docstring).
     geometry_absolute: the encoder also sees the absolute geometry, not only its change.
+    baseline_prior_frames: the weight in frames of the population-neutral prior the baseline
+      starts from (0: no prior; see the module docstring).
     """
 
     crop_size: int = 112
@@ -103,6 +112,7 @@ class ModelConfig:
     geometry_features: int = 128
     baseline_frames: int = 300
     geometry_absolute: bool = False
+    baseline_prior_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -111,6 +121,9 @@ class ModelConfig:
             raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
         if self.baseline_frames < 1:
             raise ValueError(f"baseline_frames must be at least 1, got {self.baseline_frames}")
+        if self.baseline_prior_frames < 0:
+            raise ValueError(
+                f"baseline_prior_frames must be >= 0, got {self.baseline_prior_frames}")
 
     @property
     def uses_image(self) -> bool:
@@ -288,6 +301,24 @@ class AUModel(nn.Module):
         self.gru = GRUCell(cfg.gru_input_size, cfg.hidden_size)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, len(cfg.au_names))
+        if cfg.uses_geometry and cfg.baseline_prior_frames > 0:
+            self.register_buffer("baseline_prior", torch.zeros(cfg.geometry_size))
+        else:
+            self.baseline_prior = None
+
+    @property
+    def has_prior(self) -> bool:
+        return self.baseline_prior is not None
+
+    def set_baseline_prior(self, prior: torch.Tensor) -> None:
+        """Set the population-neutral geometry float32[G] (models with baseline_prior_frames)."""
+        if not self.has_prior:
+            raise ValueError("this model has no baseline prior (baseline_prior_frames = 0)")
+        self.baseline_prior.copy_(torch.as_tensor(prior, dtype=torch.float32))
+
+    def effective_baseline(self, offset: torch.Tensor) -> torch.Tensor:
+        """The baseline the encoder compares against, from the state's baseline part [..., G]."""
+        return offset if not self.has_prior else offset + self.baseline_prior
 
     def init_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """The zero state of `batch` new faces, [B, H] (H = cfg.state_size)."""
@@ -311,11 +342,16 @@ class AUModel(nn.Module):
         self, geometry: torch.Tensor, mean: torch.Tensor, count: torch.Tensor,
         present: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame of the running baseline: geometry [N, G], mean [N, G], count [N, 1],
-        present [N, 1] (1: the frame counts) -> (mean, count)."""
+        """One frame of the running baseline: geometry [N, G], mean [N, G] (the state's part: the
+        offset from the prior in a model with one), count [N, 1], present [N, 1] (1: the frame
+        counts) -> (mean, count)."""
         # plain scalars, so the exported step is Add / Clip / Div (no Shape or Min nodes)
         step = 1.0 if present is None else present
         count = torch.clamp(count + step, max=float(self.cfg.baseline_frames))
+        if self.has_prior:
+            k = float(self.cfg.baseline_prior_frames)
+            target = geometry - self.baseline_prior
+            return mean + step * (target - mean) / (count + k), count
         mean = mean + step * (geometry - mean) / torch.clamp(count, min=1.0)
         return mean, count
 
@@ -334,7 +370,8 @@ class AUModel(nn.Module):
         self, geometry: torch.Tensor, state: torch.Tensor | None, present: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The baseline after each of T frames: geometry [B, T, G], state [B, H] | None, present
-        [B, T] | None -> (means [B, T, G], last mean [B, G], last count [B, 1])."""
+        [B, T] | None -> (means [B, T, G], last mean [B, G], last count [B, 1]), each mean the
+        state's part (the offset from the prior where the model has one)."""
         b, t, _ = geometry.shape
         if state is None:
             state = self.init_state(b, geometry.device)
@@ -360,7 +397,7 @@ class AUModel(nn.Module):
         if self.cfg.uses_geometry:
             means, mean, count = self.baselines(geometry, state, present)
             flat_geometry = geometry.reshape(b * t, -1)
-            flat_base = means.reshape(b * t, -1)
+            flat_base = self.effective_baseline(means.reshape(b * t, -1))
             tail = torch.cat([mean, count], -1)
         feats = self.frame_features(flat_images, flat_geometry, flat_base)
         return feats.reshape(b, t, -1), tail
@@ -382,7 +419,7 @@ class AUModel(nn.Module):
             h = self.gru(self.features(image), h)
             return self.readout(h), h
         mean, count = self.update_baseline(geometry, mean, count)
-        h = self.gru(self.frame_features(image, geometry, mean), h)
+        h = self.gru(self.frame_features(image, geometry, self.effective_baseline(mean)), h)
         return self.readout(h), torch.cat([h, mean, count], -1)
 
     def run_gru(

@@ -1,21 +1,26 @@
-"""`python -m train pretrain`: stage 1, self-supervised pretraining of CNN + GRU on unlabeled clips.
+"""`python -m train pretrain`: stage 1, self-supervised pretraining on unlabeled clips.
 
     python -m train pretrain --store stores/synth --store stores/clips --out runs/pre.pt \
-        --steps 2000 --batch-size 32 --clip-len 16 [--method dynamics|cpc|frame|simclr|moco] \
+        --steps 2000 --batch-size 32 --clip-len 16 [--method auto|dynamics|cpc|frame|simclr|moco] \
+        [--inputs image|geometry|image+geometry] \
         [--probe-store stores/train_labeled --probe-test-store stores/test_labeled]
     torchrun --nproc-per-node 4 -m train pretrain ...      # DistributedDataParallel
 
-The default --method is "simclr", the objective the linear probe measured best (README, "Which
-stage 1 objective": by a small margin, one seed, and no objective beat the untrained model).
+--method auto (the default) runs "simclr" for image models, the objective the linear probe
+measured best on the crop (README, "Which stage 1 objective": by a small margin, one seed, and
+no objective beat the untrained model), and "dynamics" for geometry models (--inputs geometry |
+image+geometry), which clip methods do not take.
 Dynamics methods ("dynamics", "cpc", "frame"; train/contrastive.py): each step draws
 `batch_size` clips of clip_len consecutive frames, `clips_per_video` of them from each video (so
 the batch always holds frames of one video at other times: identity alone cannot solve the
-objective), and makes two views of every clip (train/augment.py, with independent pixel noise
-and per-frame colour jitter per view). The objective contrasts frames across views and predicts
-future frame embeddings from the GRU state. Clip methods (simclr, moco: the first design, kept
-for the comparison in benchmarks/contrastive_methods.py; simclr is the default): two clips of
-one video at most `max_offset` frames apart are a positive pair, clips of other videos the
-negatives.
+objective), and makes two views of every clip: for the crop independent pixel noise and
+per-frame colour jitter per view (train/augment.py), for the geometry independent landmark
+noise per view (`geometry_noise`, crop sides). Geometry clips start from the baseline their
+first frame would have live (train/data/geometry.py), as in stage 2. The objective contrasts
+frames across views and predicts future frame embeddings from the GRU state. Clip methods
+(simclr, moco: the first design, kept for the comparison in benchmarks/contrastive_methods.py):
+two clips of one video at most `max_offset` frames apart are a positive pair, clips of other
+videos the negatives.
 
 --probe-store STORE (labeled; its labels are never used for training): at every checkpoint the
 frozen model is scored by the linear probe (train/probe.py): ridge regression fitted on the
@@ -49,7 +54,7 @@ from rtau.commands.options import config_from_options
 from train import loop
 from train.augment import AugmentConfig, GeometryViews, TwoViews
 from train.contrastive import METHODS, ContrastConfig, build_objective
-from train.data.geometry import GeometrySource, batch_inputs
+from train.data.geometry import GeometrySource, batch_inputs, geometry_prior
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import Clip, ClipStore, StoreError, common_alignment, read_clip
 from train.evaluate import fold_videos, video_identities
@@ -62,6 +67,7 @@ MAX_REDRAWS = 8
 PROBE_HELD_OUT_FOLD, PROBE_FOLDS = 0, 3
 STAGE1_NOISE_STD = 4.0  # grey levels: above the generator's sensor noise (sigma ~2-4)
 GEOMETRY_NOISE_STD = 0.001  # crop sides: MediaPipe's frame-to-frame jitter (train/augment.py)
+AUTO_METHOD = "auto"
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class PretrainConfig(loop.StageFields):
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
-    method: str = "simclr"  # measured best by the probe (README, "Which stage 1 objective")
+    method: str = AUTO_METHOD  # simclr for image models, dynamics for geometry (docstring)
     temperature: float = 0.1
     projection_dim: int = 128
     horizons: int = 3
@@ -127,9 +133,17 @@ class PretrainConfig(loop.StageFields):
         if self.probe_test_store is not None and self.probe_store is None:
             raise ValueError("--probe-test-store needs --probe-store (the probe is fitted there)")
 
+    @property
+    def objective(self) -> str:
+        """The method run: --method, or for "auto" simclr (image models) / dynamics (geometry)."""
+        if self.method != AUTO_METHOD:
+            return self.method
+        return "simclr" if self.inputs in ("", INPUTS_IMAGE) else "dynamics"
+
     def contrast(self) -> ContrastConfig:
         return ContrastConfig(
-            method=self.method, temperature=self.temperature, projection_dim=self.projection_dim,
+            method=self.objective, temperature=self.temperature,
+            projection_dim=self.projection_dim,
             queue_size=self.queue_size, momentum=self.momentum, horizons=self.horizons,
             margin=self.margin, frame_weight=self.frame_weight,
             predictive_weight=self.predictive_weight,
@@ -300,6 +314,9 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
     resumed = loop.load_for_resume(out, STAGE, config, loop.FREE_FIELDS)
     torch.manual_seed(config.seed)
     model = resumed.model if resumed else AUModel(config.model_config(sampler.crop_size))
+    if not resumed and model.has_prior:
+        videos = [(store, video_id) for store, video_id, _ in sampler.items]
+        model.set_baseline_prior(torch.from_numpy(geometry_prior(videos)))
     objective = build_objective(model, contrast)
     if resumed:
         state = {f"encoder.{k}": v for k, v in model.state_dict().items()}
@@ -316,11 +333,11 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
     if runtime.world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
-            find_unused_parameters=config.method == "frame",  # the GRU has no gradient there
+            find_unused_parameters=config.objective == "frame",  # the GRU has no gradient there
         )
     views = TwoViews(config.augment())
     geometry_views = GeometryViews(config.geometry_noise)
-    sources = {id(s): GeometrySource(s, model.cfg.baseline_frames) for s in stores}
+    sources = {id(s): GeometrySource.for_model(s, model) for s in stores}
 
     def save(step: int) -> None:
         if not runtime.main:
@@ -384,7 +401,9 @@ def pretrain_command(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1e-4,
     warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 100,
     min_lr_ratio: Annotated[float, typer.Option(help="final lr / peak lr (cosine)")] = 0.05,
-    method: Annotated[str, typer.Option(help=f"objective: {' | '.join(METHODS)}")] = "simclr",
+    method: Annotated[str, typer.Option(
+        help=f"objective: {' | '.join(METHODS)} | auto (simclr; geometry models: dynamics)")
+    ] = AUTO_METHOD,
     temperature: Annotated[float, typer.Option(help="InfoNCE temperature")] = 0.1,
     projection_dim: Annotated[int, typer.Option(help="embedding size")] = 128,
     horizons: Annotated[int, typer.Option(help="dynamics: predicted horizons K")] = 3,
@@ -406,6 +425,8 @@ def pretrain_command(
     norm: Annotated[str, typer.Option(help="CNN norm: group | batch")] = "group",
     inputs: Annotated[str, typer.Option(
         help="image | geometry | image+geometry (geometry: a dynamics method)")] = "",
+    baseline_prior_frames: Annotated[int, typer.Option(
+        help="geometry: weight in frames of the neutral prior the baseline starts from")] = 0,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     probe_store: Annotated[Path | None, typer.Option(help="labeled store: linear probe at "
@@ -418,7 +439,7 @@ def pretrain_command(
         str, typer.Option(help="train | test | all: of synthetic stores (others whole)")
     ] = ALL,
 ) -> None:
-    """Stage 1: self-supervised pretraining of the CNN + GRU on unlabeled face clips."""
+    """Stage 1: self-supervised pretraining (CNN and/or geometry encoder + GRU), unlabeled clips."""
     config = config_from_options(PretrainConfig, locals(), store=tuple(store))
     path = pretrain(config, Console(stderr=True))
     print(path, flush=True)

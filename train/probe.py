@@ -46,7 +46,7 @@ def frozen_features(
     Whole videos in order, frames concatenated; the model is put in eval mode.
     """
     model.eval().to(device)
-    source = GeometrySource(store, model.cfg.baseline_frames) if model.cfg.uses_geometry \
+    source = GeometrySource.for_model(store, model) if model.cfg.uses_geometry \
         else None
     frame, gru, labels, masks = [], [], [], []
     for video_id in video_ids:

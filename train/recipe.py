@@ -473,7 +473,7 @@ def _run_pretrain(resolved: ResolvedRecipe, console: Console) -> dict:
     ckpt = load_checkpoint(pretrain(cfg, console))
     history = ckpt.extra.get("history", [])
     return {"steps": ckpt.step, "unit": "steps", "batch_size": cfg.batch_size,
-            "clip_len": cfg.clip_len, "method": cfg.method, "inputs": ckpt.model.cfg.inputs,
+            "clip_len": cfg.clip_len, "method": cfg.objective, "inputs": ckpt.model.cfg.inputs,
             "stores": [str(s) for s in cfg.store],
             "loss": {"first": history[0][1], "last": history[-1][1]} if history else None,
             "probe": ckpt.extra.get("probe", [])}

@@ -187,3 +187,22 @@ def test_scores_and_limits_go_into_the_manifest(tiny_model, tmp_path):
         export_onnx(tiny_model, tmp_path / "n.onnx", ExportConfig(
             parity_steps=2, scores=tmp_path / "bad.json"))
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_a_baseline_prior_is_part_of_the_exported_step(tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(ModelConfig.tiny(inputs="geometry"), baseline_prior_frames=10)
+    model = randomised_model(cfg, seed=3)
+    model.set_baseline_prior(0.2 * torch.rand(956, generator=torch.Generator().manual_seed(4))
+                             - 0.1)
+    path, _ = export_onnx(model, tmp_path / "prior.onnx", ExportConfig(parity_steps=200))
+    backend = OnnxRuntimeBackend(path, device="cpu")
+    face = (0.1 * torch.rand(2, 956, generator=torch.Generator().manual_seed(5))).numpy()
+    aus, _ = backend.step(None, backend.init_state(2), face)
+    with torch.no_grad():
+        expected, _ = model.step(None, model.init_state(2), torch.from_numpy(face))
+        model.baseline_prior.zero_()
+        without, _ = model.step(None, model.init_state(2), torch.from_numpy(face))
+    assert np.allclose(aus, expected.numpy(), atol=1e-4)
+    assert not np.allclose(aus, without.numpy(), atol=1e-3)  # the prior, not zeros, is in it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -225,22 +226,45 @@ def test_a_geometry_model_learns_the_toy_problem_from_landmarks(store, tmp_path)
     assert model.cfg.inputs == "geometry" and model.backbone is None
 
 
-def test_training_clips_start_from_the_baseline_the_frame_would_have_live(store):
-    from train.data.geometry import GeometrySource, batch_inputs
+@pytest.mark.parametrize("prior_frames", [0, 10])
+def test_training_clips_start_from_the_baseline_the_frame_would_have_live(store, prior_frames):
+    from train.data.geometry import GeometrySource, batch_inputs, geometry_prior
     from train.data.store import ClipStore, read_clip
 
     clip_store = ClipStore(store)
-    model = AUModel(ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, inputs="geometry"))
-    source = GeometrySource(clip_store, model.cfg.baseline_frames)
+    model = AUModel(dataclasses.replace(
+        ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE, inputs="geometry"),
+        baseline_prior_frames=prior_frames))
+    if prior_frames:
+        model.set_baseline_prior(torch.from_numpy(geometry_prior(
+            [(clip_store, v) for v in clip_store.video_ids])))
+    source = GeometrySource.for_model(clip_store, model)
     whole = batch_inputs(model.cfg, [read_clip(clip_store, "TOY001", 0, 48)], source,
                          warm_start=False)
-    late = batch_inputs(model.cfg, [read_clip(clip_store, "TOY001", 30, 18)], source)
+    late = batch_inputs(model.cfg, [read_clip(clip_store, "TOY001", 30, 18)] * 2, source,
+                        cold=[False, True])
     with torch.no_grad():
         _, before = model.forward_sequence(None, None, whole.geometry[:, :30])
     hidden = model.cfg.hidden_size
     # the numpy replay of the baseline equals the model's own, frame 30 onwards
-    assert torch.allclose(late.state[:, hidden:], before[:, hidden:], atol=1e-6)
+    assert torch.allclose(late.state[:1, hidden:], before[:, hidden:], atol=1e-6)
     assert torch.count_nonzero(late.state[:, :hidden]) == 0  # the GRU starts afresh
+    assert torch.count_nonzero(late.state[1]) == 0  # a cold clip: a face first seen here
+
+
+def test_a_prior_model_from_scratch_takes_its_prior_from_the_training_videos(store, tmp_path):
+    from train.data.geometry import geometry_prior
+    from train.data.store import ClipStore
+
+    out = finetune(config(store, tmp_path / "prior.pt", inputs="geometry", steps=3,
+                          batch_size=4, seq_len=8, baseline_prior_frames=10, cold_start=0.5))
+    model = load_checkpoint(out).model
+    clip_store = ClipStore(store)
+    trained_on = load_checkpoint(out).extra["train_videos"]
+    expected = geometry_prior([(clip_store, v) for v in trained_on])
+    assert model.cfg.baseline_prior_frames == 10
+    assert np.allclose(model.baseline_prior.numpy(), expected, atol=1e-6)
+    assert np.abs(expected).max() > 0.01  # a real face shape, not zeros
 
 
 def test_geometry_added_to_an_image_checkpoint_widens_the_gru_input(store, pretrained,

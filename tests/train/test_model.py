@@ -106,10 +106,14 @@ def test_config_rejects_unknown_keys():
         ModelConfig.from_dict({"crop_size": 112, "depth": 50})
 
 
-@pytest.mark.parametrize("inputs", ["geometry", "image+geometry"])
-def test_geometry_models_unrolled_step_equals_forward_sequence(inputs):
-    model = randomised_model(ModelConfig.tiny(crop_size=64, inputs=inputs))
-    cfg = model.cfg
+@pytest.mark.parametrize("inputs,prior", [("geometry", 0), ("image+geometry", 0),
+                                          ("geometry", 20)])
+def test_geometry_models_unrolled_step_equals_forward_sequence(inputs, prior):
+    cfg = dataclasses.replace(ModelConfig.tiny(crop_size=64, inputs=inputs),
+                              baseline_prior_frames=prior)
+    model = randomised_model(cfg)
+    if prior:
+        model.set_baseline_prior(0.1 * torch.rand(956) - 0.05)
     assert cfg.state_size == cfg.hidden_size + 956 + 1
     assert (model.backbone is None) == (inputs == "geometry")
     images = _frames(3, 9, 64) if cfg.uses_image else None
@@ -158,3 +162,37 @@ def test_input_kinds_are_checked_and_geometry_models_have_no_cnn_cost():
     assert count_flops_per_frame(ModelConfig(inputs="geometry")) == 0
     assert count_flops_per_frame(ModelConfig(inputs="image+geometry")) == count_flops_per_frame(
         ModelConfig())
+
+
+def test_a_baseline_prior_reads_a_new_face_against_a_neutral_face_and_then_its_own():
+    cfg = dataclasses.replace(ModelConfig.tiny(inputs="geometry", crop_size=64),
+                              baseline_frames=50, baseline_prior_frames=10)
+    model = AUModel(cfg)
+    neutral = torch.zeros(956)
+    model.set_baseline_prior(neutral)
+    face = torch.full((1, 1, 956), 0.2)  # a face that holds one shape from its first frame
+    means, offset, count = model.baselines(face.expand(1, 40, 956), None, None)
+    seen = model.effective_baseline(means)[0, :, 0]
+    # frame 1: one frame against ten of the prior; after n frames n / (n + 10) of the way
+    n = torch.arange(1, 41, dtype=torch.float32)
+    assert torch.allclose(seen, 0.2 * n / (n + 10), atol=1e-6)
+    assert count.item() == 40.0
+    # the zero state is the prior: the first frame's change is most of the face's difference
+    assert seen[0] < 0.02
+    # without a prior the same face is its own baseline from the first frame
+    plain = AUModel(dataclasses.replace(cfg, baseline_prior_frames=0))
+    means, _, _ = plain.baselines(face.expand(1, 3, 956), None, None)
+    assert torch.allclose(means[0, :, 0], torch.full((3,), 0.2))
+    with pytest.raises(ValueError, match="no baseline prior"):
+        plain.set_baseline_prior(neutral)
+
+
+def test_the_prior_travels_in_checkpoints(tmp_path):
+    cfg = dataclasses.replace(ModelConfig.tiny(inputs="geometry", crop_size=64),
+                              baseline_prior_frames=10)
+    model = AUModel(cfg)
+    prior = torch.linspace(-0.1, 0.1, 956)
+    model.set_baseline_prior(prior)
+    save_checkpoint(tmp_path / "p.pt", model, step=1)
+    back = load_checkpoint(tmp_path / "p.pt").model
+    assert back.cfg.baseline_prior_frames == 10 and torch.equal(back.baseline_prior, prior)

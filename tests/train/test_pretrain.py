@@ -100,13 +100,16 @@ def test_a_geometry_model_pretrains_on_landmarks_and_initialises_stage_2(tmp_pat
         v["subject"] = "NEW" + v["subject"]
     (unseen.root / "index.json").write_text(json.dumps(index))
     losses: list[float] = []
-    cfg = config(fit.root, tmp_path / "g.pt", method="dynamics", inputs="geometry", steps=30,
+    # --method auto: geometry models run the dynamics objective
+    assert config(fit.root, tmp_path / "i.pt").objective == "simclr"
+    cfg = config(fit.root, tmp_path / "g.pt", inputs="geometry", steps=30,
                  batch_size=8, clip_len=8, clips_per_video=4, margin=2, checkpoint_every=30,
                  probe_store=fit.root, probe_test_store=unseen.root)
     pretrain(cfg, on_step=lambda s, v: losses.append(v))
     early, late = sum(losses[:3]) / 3, sum(losses[-5:]) / 5
     assert late < 0.8 * early, (early, late)
     ckpt = load_checkpoint(cfg.out)
+    assert cfg.objective == "dynamics" and "frame_projector.net.0.weight" in ckpt.extra["objective"]
     assert ckpt.model.cfg.inputs == "geometry" and ckpt.model.backbone is None
     probe = ckpt.extra["probe"][0]
     assert probe["step"] == 30 and math.isfinite(probe["frame_icc"])

@@ -9,7 +9,8 @@ already: `GeometrySource.start_state` is the baseline part of the state after fr
 training is the one the same frame would see live. The GRU hidden part starts at zero, as in
 every stage-2 clip.
 
-Run: `inputs = batch_inputs(model.cfg, clips, GeometrySource(store), device)`, then
+Run: `source = GeometrySource.for_model(store, model)`, `inputs = batch_inputs(model.cfg, clips,
+source, device)`, then
 `model.sequence_outputs(inputs.images, inputs.state, inputs.geometry, inputs.present)`.
 """
 
@@ -23,7 +24,7 @@ import torch
 
 from rtau.geometry import GEOMETRY_SIZE, geometry_batch
 from train.data.store import Clip, ClipStore
-from train.model import ModelConfig
+from train.model import AUModel, ModelConfig
 
 
 def video_geometry(store: ClipStore, video_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -34,10 +35,11 @@ def video_geometry(store: ClipStore, video_id: str) -> tuple[np.ndarray, np.ndar
     return features, found
 
 
-def running_baseline(features: np.ndarray, found: np.ndarray, baseline_frames: int
-                     ) -> np.ndarray:
-    """float32[N + 1, G + 1]: row t is the (mean, count) of the model's baseline after frames
-    0..t-1 (row 0: the zero state), by `AUModel.update_baseline`'s rule."""
+def running_baseline(features: np.ndarray, found: np.ndarray, baseline_frames: int,
+                     prior: np.ndarray | None = None, prior_frames: int = 0) -> np.ndarray:
+    """float32[N + 1, G + 1]: row t is the state's (mean, count) of the model's baseline after
+    frames 0..t-1 (row 0: the zero state), by `AUModel.update_baseline`'s rule; with a prior
+    float32[G] worth prior_frames frames, the mean is the offset from it."""
     n, g = features.shape
     out = np.zeros((n + 1, g + 1), np.float32)
     mean = np.zeros(g, np.float32)
@@ -45,24 +47,52 @@ def running_baseline(features: np.ndarray, found: np.ndarray, baseline_frames: i
     for t in range(n):
         if found[t]:
             count = np.float32(min(count + 1.0, baseline_frames))
-            mean = mean + (features[t] - mean) / count
+            if prior is None:
+                mean = mean + (features[t] - mean) / count
+            else:
+                mean = mean + (features[t] - prior - mean) / np.float32(count + prior_frames)
         out[t + 1, :g] = mean
         out[t + 1, g] = count
     return out
 
 
+def geometry_prior(videos: Sequence[tuple[ClipStore, str]]) -> np.ndarray:
+    """float32[G]: a population-neutral face of the (store, video id) videos, label-free: the
+    mean over videos of each video's median geometry (faces rest more than they act, so the
+    median is near neutral). Raises ValueError when no video has a face."""
+    medians = []
+    for store, video_id in videos:
+        features, found = video_geometry(store, video_id)
+        if found.any():
+            medians.append(np.median(features[found], axis=0))
+    if not medians:
+        raise ValueError("no face in the training videos to make a baseline prior from")
+    return np.mean(medians, axis=0).astype(np.float32)
+
+
 class GeometrySource:
     """Geometry features and baselines of a store's videos, computed once per video and kept."""
 
-    def __init__(self, store: ClipStore, baseline_frames: int) -> None:
+    def __init__(self, store: ClipStore, baseline_frames: int, prior: np.ndarray | None = None,
+                 prior_frames: int = 0) -> None:
         self.store, self.baseline_frames = store, baseline_frames
+        self.prior, self.prior_frames = prior, prior_frames
         self._videos: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def for_model(cls, store: ClipStore, model: AUModel) -> GeometrySource:
+        """The source of `model`'s baseline rule (its memory, and its prior if it has one)."""
+        prior = None
+        if model.has_prior:
+            prior = model.baseline_prior.detach().cpu().numpy().astype(np.float32)
+        return cls(store, model.cfg.baseline_frames, prior, model.cfg.baseline_prior_frames)
 
     def _video(self, video_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if video_id not in self._videos:
             features, found = video_geometry(self.store, video_id)
             self._videos[video_id] = (
-                features, found, running_baseline(features, found, self.baseline_frames))
+                features, found, running_baseline(features, found, self.baseline_frames,
+                                                  self.prior, self.prior_frames))
         return self._videos[video_id]
 
     def clip(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
@@ -90,10 +120,12 @@ class ModelInputs:
 
 def batch_inputs(cfg: ModelConfig, clips: Sequence[Clip],
                  source: GeometrySource | Sequence[GeometrySource] | None,
-                 device: str | torch.device = "cpu", warm_start: bool = True) -> ModelInputs:
+                 device: str | torch.device = "cpu", warm_start: bool = True,
+                 cold: Sequence[bool] | None = None) -> ModelInputs:
     """The inputs `cfg`'s model takes for `clips` (equal lengths); `source`: the clips' store's,
     or one per clip (clips of several stores). warm_start: geometry models start from the
-    baseline each clip's first frame would have live (else the zero state)."""
+    baseline each clip's first frame would have live (else the zero state); `cold` (one per
+    clip) starts the marked clips from the zero state anyway: a face first seen mid-video."""
     images = geometry = present = state = None
     if cfg.uses_image:
         images = torch.from_numpy(np.stack([c.images for c in clips])).to(device)
@@ -106,6 +138,8 @@ def batch_inputs(cfg: ModelConfig, clips: Sequence[Clip],
         present = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)
         if warm_start:
             tails = np.stack([src.start_state(c) for src, c in zip(sources, clips, strict=True)])
+            if cold is not None:
+                tails[np.asarray(cold, bool)] = 0.0
             hidden = np.zeros((len(clips), cfg.hidden_size), np.float32)
             state = torch.from_numpy(np.concatenate([hidden, tails], 1)).to(device)
     return ModelInputs(images, geometry, present, state)
