@@ -27,8 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from rtau.geometry import GEOMETRY_SIZE, geometry_batch
 
 GRAY_WEIGHTS_BGR = (0.114, 0.587, 0.299)
 BLUR_RADIUS_PER_SIGMA = 2  # kernel half-width in sigmas (covers 95% of the Gaussian)
@@ -151,25 +154,61 @@ class TwoViews:
         return self.augment(clips_a, flip, generator), self.augment(clips_b, flip, generator)
 
 
+def rotate_landmarks(landmarks: np.ndarray, yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """float32[T, 478, 3] landmarks (frame pixels, MediaPipe's z) turned by yaw (about the
+    vertical axis) and pitch (about the horizontal axis), about each frame's centroid: the same
+    face and expression, seen from a slightly different head pose."""
+    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
+    ry = np.array([[np.cos(yaw), 0.0, np.sin(yaw)], [0.0, 1.0, 0.0],
+                   [-np.sin(yaw), 0.0, np.cos(yaw)]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(pitch), -np.sin(pitch)],
+                   [0.0, np.sin(pitch), np.cos(pitch)]])
+    centre = landmarks.mean(axis=-2, keepdims=True)
+    return ((landmarks - centre) @ (ry @ rx).T + centre).astype(np.float32)
+
+
 class GeometryViews:
-    """Two views of geometry clips: independent Gaussian landmark noise per frame and view.
+    """Two views of geometry clips: independent Gaussian landmark noise per frame and view, and
+    (pose_jitter_deg > 0) an independent small head turn per clip and view.
 
     The noise (std in geometry-feature units: crop sides, see rtau.geometry) stands for
     MediaPipe's own frame-to-frame jitter (~0.001 in the synthetic stores, where the median
     coordinate moves ~0.003 over a video), so two views of one frame stay closer than the same
-    face's other expressions. Only the geometry is noised; the baseline state is shared.
+    face's other expressions. The head turn (yaw and pitch uniform in +-pose_jitter_deg, the
+    landmarks rotated in 3D before the 2D alignment) makes the pose residual the rigid
+    alignment leaves a nuisance: the two views of a frame then differ in pose, not expression.
+    Only the geometry changes; the baseline state is shared.
     """
 
-    def __init__(self, noise_std: float):
-        if noise_std < 0:
-            raise ValueError(f"geometry noise must be >= 0, got {noise_std}")
-        self.noise_std = noise_std
+    def __init__(self, noise_std: float, pose_jitter_deg: float = 0.0):
+        if noise_std < 0 or pose_jitter_deg < 0:
+            raise ValueError("geometry noise and pose jitter must be >= 0")
+        self.noise_std, self.pose_jitter_deg = noise_std, pose_jitter_deg
 
-    def __call__(self, geometry: torch.Tensor, generator: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """geometry float32[B, T, G] -> (view_a, view_b), same shape."""
-        def noised() -> torch.Tensor:
+    def _posed(self, landmarks: list[np.ndarray], found: list[np.ndarray],
+               generator: torch.Generator) -> torch.Tensor:
+        clips = []
+        for lm, ok in zip(landmarks, found, strict=True):
+            yaw, pitch = (self.pose_jitter_deg * (2 * torch.rand(2, generator=generator) - 1)
+                          ).tolist()
+            features = np.zeros((len(ok), GEOMETRY_SIZE), np.float32)
+            if ok.any():
+                features[ok] = geometry_batch(rotate_landmarks(lm[ok], yaw, pitch))
+            clips.append(features)
+        return torch.from_numpy(np.stack(clips))
+
+    def __call__(self, geometry: torch.Tensor, generator: torch.Generator,
+                 landmarks: list[np.ndarray] | None = None,
+                 found: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """geometry float32[B, T, G] -> (view_a, view_b), same shape. With pose jitter the views
+        are made from the clips' landmarks (B x float[T, 478, 3], found B x bool[T]) instead."""
+        def view() -> torch.Tensor:
+            base = geometry
+            if self.pose_jitter_deg > 0:
+                if landmarks is None or found is None:
+                    raise ValueError("pose jitter needs the clips' landmarks")
+                base = self._posed(landmarks, found, generator).to(geometry.device)
             noise = torch.randn(geometry.shape, generator=generator).to(geometry.device)
-            return geometry + self.noise_std * noise
+            return base + self.noise_std * noise
 
-        return noised(), noised()
+        return view(), view()

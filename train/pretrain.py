@@ -105,6 +105,7 @@ class PretrainConfig(loop.StageFields):
     noise_std: float = STAGE1_NOISE_STD
     per_frame_colour: bool = True
     geometry_noise: float = GEOMETRY_NOISE_STD
+    pose_jitter: float = 0.0  # degrees of yaw and pitch between geometry views (train/augment.py)
     queue_size: int = 4096
     momentum: float = 0.99
     norm: str = field(default="group", kw_only=True)
@@ -126,8 +127,8 @@ class PretrainConfig(loop.StageFields):
         if self.inputs not in ("", INPUTS_IMAGE) and not self.contrast().dynamics:
             raise ValueError(f"--method {self.method} contrasts clips of image models; geometry "
                              "models take a dynamics method (dynamics | cpc | frame)")
-        if self.geometry_noise < 0:
-            raise ValueError("--geometry-noise must be >= 0")
+        if self.geometry_noise < 0 or self.pose_jitter < 0:
+            raise ValueError("--geometry-noise and --pose-jitter must be >= 0")
         if self.max_offset < 0:
             raise ValueError("--max-offset must be >= 0")
         if self.probe_test_store is not None and self.probe_store is None:
@@ -336,7 +337,7 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
             find_unused_parameters=config.objective == "frame",  # the GRU has no gradient there
         )
     views = TwoViews(config.augment())
-    geometry_views = GeometryViews(config.geometry_noise)
+    geometry_views = GeometryViews(config.geometry_noise, config.pose_jitter)
     sources = {id(s): GeometrySource.for_model(s, model) for s in stores}
 
     def save(step: int) -> None:
@@ -369,7 +370,11 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
                 view_a = replace(view_a, images=a.to(device))
                 view_b = replace(view_b, images=b.to(device))
             if inputs.geometry is not None:
-                a, b = geometry_views(inputs.geometry, generator)
+                landmarks = found = None
+                if config.pose_jitter > 0:
+                    pairs = [sources[id(s)].landmarks(c) for s, c in items]
+                    landmarks, found = [p[0] for p in pairs], [p[1] for p in pairs]
+                a, b = geometry_views(inputs.geometry, generator, landmarks, found)
                 view_a, view_b = replace(view_a, geometry=a), replace(view_b, geometry=b)
             terms = wrapped(view_a, view_b, torch.from_numpy(video), torch.from_numpy(frame))
             return sum(w * F.cross_entropy(logits, labels) for _, w, logits, labels in terms)
@@ -415,6 +420,8 @@ def pretrain_command(
     geometry_noise: Annotated[float, typer.Option(
         help="dynamics, geometry models: per-view landmark noise (crop sides)")
     ] = GEOMETRY_NOISE_STD,
+    pose_jitter: Annotated[float, typer.Option(
+        help="dynamics, geometry models: yaw / pitch degrees between the two views")] = 0.0,
     per_frame_colour: Annotated[bool, typer.Option(help="dynamics: colour jitter per frame")
                                 ] = True,
     queue_size: Annotated[int, typer.Option(help="moco: negatives in the queue")] = 4096,

@@ -101,6 +101,12 @@ class GeometrySource:
         stop = clip.start + len(clip.labels)
         return features[clip.start:stop], found[clip.start:stop].astype(np.float32)
 
+    def landmarks(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
+        """(float32[T, 478, 3] landmarks in frame pixels, bool[T] face found) of a clip."""
+        stop = clip.start + len(clip.labels)
+        found = np.asarray(self.store.face_found(clip.video_id)[clip.start:stop], bool)
+        return np.asarray(self.store.landmarks(clip.video_id)[clip.start:stop], np.float32), found
+
     def start_state(self, clip: Clip) -> np.ndarray:
         """float32[G + 1]: the baseline part of the state before the clip's first frame."""
         return self._video(clip.video_id)[2][clip.start]
