@@ -5,6 +5,8 @@ Run: `python -m pytest tests/train/test_augment.py -q`.
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from train.augment import AugmentConfig, ClipAugment, TwoViews
@@ -59,3 +61,28 @@ def test_deterministic_for_a_generator_seed():
     first = TwoViews()(x, x, torch.Generator().manual_seed(5))
     again = TwoViews()(x, x, torch.Generator().manual_seed(5))
     assert all(torch.equal(p, q) for p, q in zip(first, again, strict=True))
+
+
+def test_a_head_turn_keeps_the_face_and_moves_the_geometry_views_apart():
+    from rtau.geometry import geometry_batch
+    from train.augment import GeometryViews, rotate_landmarks
+
+    rng = np.random.default_rng(0)
+    face = np.concatenate([rng.uniform(200, 300, (478, 2)), rng.uniform(-30, 30, (478, 1))], 1)
+    clip = np.stack([face, face + rng.normal(0, 0.3, face.shape)]).astype(np.float32)
+    assert np.allclose(rotate_landmarks(clip, 0.0, 0.0), clip, atol=1e-4)
+    turned = rotate_landmarks(clip, 20.0, 0.0)
+    # a yaw leaves heights and the distances to the centroid along the vertical alone
+    assert np.allclose(turned[..., 1], clip[..., 1], atol=1e-3)
+    assert np.allclose(np.linalg.norm(turned - turned.mean(1, keepdims=True), axis=2),
+                       np.linalg.norm(clip - clip.mean(1, keepdims=True), axis=2), atol=1e-3)
+    geometry = torch.from_numpy(geometry_batch(clip))[None]
+    found = [np.array([True, True])]
+    g = torch.Generator().manual_seed(0)
+    still_a, still_b = GeometryViews(0.0)(geometry, g)
+    assert torch.equal(still_a, geometry) and torch.equal(still_b, geometry)
+    a, b = GeometryViews(0.0, pose_jitter_deg=6.0)(geometry, g, [clip], found)
+    assert a.shape == geometry.shape and not torch.allclose(a, b)
+    assert (a - geometry).abs().max() < 0.05  # a small turn, not another face
+    with pytest.raises(ValueError, match="needs the clips' landmarks"):
+        GeometryViews(0.0, pose_jitter_deg=6.0)(geometry, g)
