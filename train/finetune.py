@@ -64,6 +64,7 @@ SCRATCH = "scratch"
 NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out...
 NEW_GEOMETRY_PREFIX = "geometry_encoder."  # ...besides a geometry encoder new to the model
 WIDENED_KEY = "gru.input_proj.weight"  # [3 hidden, inputs]: grows when geometry is added
+PRIOR_KEY = "baseline_prior"  # new too when geometry is added: set from the training videos
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def load_pretrained(model: AUModel, path: str | Path) -> LoadReport:
     report = LoadReport(
         str(path), tuple(sorted(loadable)), missing, unexpected, mismatched, dropped
     )
-    new_parts = (NEW_HEAD_PREFIX, NEW_GEOMETRY_PREFIX)
+    new_parts = (NEW_HEAD_PREFIX, NEW_GEOMETRY_PREFIX, PRIOR_KEY)
     bad = [k for k in missing if not k.startswith(new_parts)] + [
         k for k in mismatched if not k.startswith(NEW_HEAD_PREFIX) and not (
             widened and k == WIDENED_KEY)] + list(unexpected)
@@ -230,6 +231,9 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console,
     torch.manual_seed(config.seed)
     model = AUModel(replace(base, au_names=store.au_names, inputs=config.inputs or base.inputs))
     report = load_pretrained(model, config.init)
+    if model.has_prior and PRIOR_KEY in report.missing:
+        model.set_baseline_prior(
+            torch.from_numpy(geometry_prior([(store, v) for v in train_ids])))
     if not config.quiet:
         console.print(report.describe())
     return model, report

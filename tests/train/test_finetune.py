@@ -287,6 +287,24 @@ def test_geometry_added_to_an_image_checkpoint_widens_the_gru_input(store, pretr
     assert load_checkpoint(out).model.cfg.inputs == "image+geometry"
 
 
+def test_geometry_added_to_an_image_checkpoint_gets_its_prior_from_the_training_videos(
+        store, tmp_path):
+    from train.data.geometry import geometry_prior
+    from train.data.store import ClipStore
+
+    image = AUModel(dataclasses.replace(
+        ModelConfig.tiny(au_names=TOY_AUS, crop_size=TOY_SIZE), baseline_prior_frames=10))
+    assert not image.has_prior  # no geometry, no prior
+    save_checkpoint(tmp_path / "image.pt", image, step=1, alignment="rigid/1")
+    out = finetune(config(store, tmp_path / "both.pt", init=str(tmp_path / "image.pt"),
+                          inputs="image+geometry", steps=2))
+    tuned = load_checkpoint(out)
+    assert tuned.model.has_prior and "baseline_prior" in tuned.extra["init_report"]["missing"]
+    clip_store = ClipStore(store)
+    expected = geometry_prior([(clip_store, v) for v in tuned.extra["train_videos"]])
+    assert np.allclose(tuned.model.baseline_prior.numpy(), expected, atol=1e-6)
+
+
 def test_the_command_writes_its_flags_and_the_config_defaults_into_the_run(store, tmp_path):
     out = tmp_path / "cli.pt"
     result = CliRunner().invoke(app, [
