@@ -74,9 +74,12 @@ PRETRAINED_CNN_LR_SCALE = 0.3
 SCRATCH_CNN_LR_SCALE = 1.0
 GATE_FRACTION = 1.0
 GATE_MIN_ICC = 0.5  # METHOD.md: the 100% scratch arm must learn
-GATE_FALL_TOLERANCE = 0.05
+GATE_FALL_TOLERANCE = 0.05  # ICC may not fall by more (or the seed std) as labels grow
 GATE_FAILED_EXIT = 3
-MIN_VERDICT_SEEDS = 3  # ICC may not fall by more than this (or the seed std) as labels grow
+# stage 1 head turns between geometry views; measured on the cpu data, seed 0: probe ICC 0.60
+# vs 0.55 without, stage 2 at 1% labels 0.540 vs 0.464 (README, "Does pretraining help")
+POSE_JITTER_DEG = 6.0
+MIN_VERDICT_SEEDS = 3  # a verdict needs a spread over at least this many seeds
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,13 @@ PRESETS = {
     "cpu": Preset(train_subjects=16, test_subjects=6, frames=400, frame_size=(640, 480),
                   crop_size=64, tiny=False, pretrain_steps=800, pretrain_batch=32, clip_len=32,
                   clips_per_video=4, finetune_steps=800, finetune_batch=32, seq_len=32,
-                  lr=1e-3, seeds=(0, 1, 2)),
+                  lr=1e-3, seeds=(0, 1, 2), pose_jitter=POSE_JITTER_DEG),
     # the cpu preset's data, one seed, 2% and 100% only (no verdict: one seed has no spread)
     "cpu-quick": Preset(train_subjects=16, test_subjects=6, frames=400, frame_size=(640, 480),
                         crop_size=64, tiny=False, pretrain_steps=800, pretrain_batch=32,
                         clip_len=32, clips_per_video=4, finetune_steps=800, finetune_batch=32,
-                        seq_len=32, lr=1e-3, fractions=(0.02, 1.0), seeds=(0,)),
+                        seq_len=32, lr=1e-3, fractions=(0.02, 1.0), seeds=(0,),
+                        pose_jitter=POSE_JITTER_DEG),
     # the previous cpu preset: a SimCLR stage 1 of the crop model (64 px, tiny CNN), the
     # geometry added beside the crop in stage 2; measured below the gate (README, "Does
     # pretraining help")
@@ -146,7 +150,7 @@ PRESETS = {
                   crop_size=112, tiny=False, pretrain_steps=6000, pretrain_batch=64,
                   clip_len=32, clips_per_video=4, finetune_steps=3000, finetune_batch=64,
                   seq_len=32, lr=1e-3, seeds=(0, 1, 2), pretrain_per_seed=True,
-                  inputs=INPUTS_BOTH),
+                  inputs=INPUTS_BOTH, pose_jitter=POSE_JITTER_DEG),
 }
 
 
