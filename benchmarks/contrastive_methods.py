@@ -1,14 +1,15 @@
 """Which stage 1 objective? Every method measured by the linear probe on unseen identities.
 
-Run (after `python -m train experiment --preset cpu --out runs/cpu`, whose stores it reuses):
+Run (after `python -m train experiment --preset cpu-image-geometry --out runs/cpu-crop`, whose
+stores it reuses; the crop model's stage 1, image inputs):
 
-    PYTHONPATH=. python benchmarks/contrastive_methods.py --experiment runs/cpu \
+    PYTHONPATH=. python benchmarks/contrastive_methods.py --experiment runs/cpu-crop \
         [--methods none,dynamics,frame,cpc,simclr,moco] [--steps 300] [--seeds 0] \
         [--threads 2] [--out benchmarks/results]
 
 For each method and seed: the experiment preset's stage 1 run (data, tiny model, batch, clip
 length, lr; --steps), timed per step, on the training videos; then the linear probe
-(train/probe.py: ridge regression on the frozen CNN features and GRU states, fitted on the
+(train/probe.py: ridge regression on the frozen frame features and GRU states, fitted on the
 training identities' labeled frames, scored as mean ICC(3,1) on the test identities). "none" is
 the untrained model (random init), the floor every objective must beat. Writes
 `contrastive_methods-<machine>.json` and `.md` under --out and prints the table.
@@ -33,7 +34,7 @@ from train.probe import linear_probe
 
 METHODS = ("none", "dynamics", "frame", "cpc", "simclr", "moco")
 UNTRAINED = "none"
-PRESET = "cpu"
+PRESET = "cpu-image-geometry"  # the preset whose crop-model stage 1 the results measured
 MOCO_QUEUE = 1024  # a few batches of keys per video at this data size; 4096 would be stale
 
 

@@ -21,8 +21,9 @@ from one video); frame int64[B, T] (the frame index of every frame in its video)
 embeddings are normalise(frame_projector(frame_features)) [B*T, D] of view_b (the keys), where
 the frame features are the GRU inputs (CNN features and/or the geometry encoder's, which sees
 the change from the face's running baseline). So the same objective pretrains image models
-and geometry models: for geometry the two views differ by landmark noise (train/augment.py,
-`GeometryNoise`), and a frame must be told apart from the same face's other expressions.
+and geometry models: for geometry the two views differ by landmark noise and a small head
+turn (train/augment.py, `GeometryViews`), and a frame must be told apart from the same face's
+other expressions.
 - "frame" (time-contrastive, TCN style): the embedding of frame (b, t) in view_a must pick the
   same frame in view_b among all frames of the batch (both directions).
 - "cpc" (predictive, CPC / DPC style, the natural fit for a GRU): the GRU state after frame t of
