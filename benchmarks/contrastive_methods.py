@@ -9,7 +9,7 @@ stores it reuses; the crop model's stage 1, image inputs):
 
 For each method and seed: the experiment preset's stage 1 run (data, tiny model, batch, clip
 length, lr; --steps), timed per step, on the training videos; then the linear probe
-(train/probe.py: ridge regression on the frozen frame features and GRU states, fitted on the
+(train/probe.py: ridge regression on the frozen CNN features and GRU states, fitted on the
 training identities' labeled frames, scored as mean ICC(3,1) on the test identities). "none" is
 the untrained model (random init), the floor every objective must beat. Writes
 `contrastive_methods-<machine>.json` and `.md` under --out and prints the table.
@@ -34,7 +34,9 @@ from train.probe import linear_probe
 
 METHODS = ("none", "dynamics", "frame", "cpc", "simclr", "moco")
 UNTRAINED = "none"
-PRESET = "cpu-image-geometry"  # the preset whose crop-model stage 1 the results measured
+PRESET = "cpu-image-geometry"  # the experiment preset whose crop-model stage 1 this measures
+EARLIER_PRESET = "cpu"  # results that name no preset: the same settings under its earlier name
+FRAME_KEY, CNN_KEY = "frame", "cnn"
 MOCO_QUEUE = 1024  # a few batches of keys per video at this data size; 4096 would be stale
 
 
@@ -63,7 +65,9 @@ def stage1(method: str, seed: int, steps: int, stores: dict[str, Path], work: Pa
         row["loss_last"] = float(np.mean([v for _, v in history[-10:]]))
     scores = linear_probe(model, ClipStore(stores["train"]), ClipStore(stores["test"]))
     for name, values in scores.items():
-        row.update({f"{name}_{k}": v for k, v in values.items()})
+        # an image model's frame features are its CNN's (the name the results carry)
+        key = CNN_KEY if name == FRAME_KEY else name
+        row.update({f"{key}_{k}": v for k, v in values.items()})
     return row
 
 
@@ -79,16 +83,17 @@ def markdown(result: dict) -> str:
         speed = [r["s_per_step"] for r in runs if r.get("s_per_step")]
         loss = [r["loss_last"] for r in runs if "loss_last" in r]
         table.append([method, f"{np.mean(speed) if speed else 0:.2f}",
-                      f"{np.mean(loss) if loss else float('nan'):.2f}", spread("frame_icc"),
+                      f"{np.mean(loss) if loss else float('nan'):.2f}", spread("cnn_icc"),
                       spread("gru_icc")])
-    header = ["method", "s / step", "final loss", "probe ICC, frame features",
+    header = ["method", "s / step", "final loss", "probe ICC, CNN features",
               "probe ICC, GRU state"]
     return "\n".join([
         "# Stage 1 objective: linear probe on unseen identities",
         "",
         f"Machine: {result['machine']['description']} (load average at the end "
         f"{result['machine']['load_average'][0]:.1f}: shared with other jobs). Preset "
-        f"`{PRESET}` of `python -m train experiment` (tiny model, 64 px crops), "
+        f"`{result.get('preset', EARLIER_PRESET)}` of `python -m train experiment` (tiny model, "
+        "64 px crops), "
         f"{result['steps']} stage 1 steps, seeds {result['seeds']}. Probe: ridge regression on "
         "frozen features fitted on the training identities, mean ICC(3,1) on the test "
         "identities (mean +- std over seeds).",
@@ -125,8 +130,8 @@ def main() -> None:
             rows.append(stage1(method, seed, args.steps, stores, work))
             print(json.dumps(rows[-1]), flush=True)
     info = machine("cpu")
-    result = {"machine": info, "steps": args.steps, "seeds": seeds, "methods": methods,
-              "runs": rows}
+    result = {"machine": info, "preset": PRESET, "steps": args.steps, "seeds": seeds,
+              "methods": methods, "runs": rows}
     text = markdown(result)
     write_results(args.out, f"contrastive_methods-{info['tag']}", result, text)
     print(text)
