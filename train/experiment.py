@@ -37,8 +37,8 @@ frames (the experiment builds GroupNorm models; geometry models have no norm lay
 Writes OUT/experiment.json (`rows`: arm, label_fraction, seed, icc, pcc, mae; plus summary,
 gate, verdict, stage 1 probe, per-AU runs), OUT/experiment.md and OUT/experiment.png. Every
 stage resumes: running the same command again skips finished data, stores and checkpoints.
-Geometry-only synthetic data (no wrinkles or furrows): the numbers say whether pretraining
-helps on *this* data, not on DISFA.
+Synthetic data (geometric AU warps, FACS shading for a few AUs, the neutral faces of a few real
+people): the numbers say whether pretraining helps on *this* data, not on DISFA.
 """
 
 from __future__ import annotations
@@ -343,8 +343,9 @@ def markdown(result: dict) -> str:
         lines += ["", f"Stage 1 linear probe (ridge on frozen features, fitted on the training "
                       f"identities, ICC on the test identities) at step {last['step']}: frame "
                       f"features {last['frame_icc']:.3f}, GRU state {last['gru_icc']:.3f}."]
-    lines += ["", result["verdict"], "", "Synthetic data are geometry-only warps (no wrinkles or "
-              "furrows) of few base faces: these numbers are not DISFA / BP4D numbers.", ""]
+    lines += ["", result["verdict"], "", "Synthetic data (geometric AU warps of the neutral faces "
+              "of a few real people, FACS shading for a few AUs): these numbers are not DISFA / "
+              "BP4D numbers.", ""]
     return "\n".join(lines)
 
 
