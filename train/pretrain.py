@@ -15,7 +15,8 @@ Dynamics methods ("dynamics", "cpc", "frame"; train/contrastive.py): each step d
 the batch always holds frames of one video at other times: identity alone cannot solve the
 objective), and makes two views of every clip: for the crop independent pixel noise and
 per-frame colour jitter per view (train/augment.py), for the geometry independent landmark
-noise per view (`geometry_noise`, crop sides). Geometry clips start from the baseline their
+noise (`geometry_noise`, crop sides) and head turn (`pose_jitter`, degrees of yaw and pitch)
+per view. Geometry clips start from the baseline their
 first frame would have live (train/data/geometry.py), as in stage 2. The objective contrasts
 frames across views and predicts future frame embeddings from the GRU state. Clip methods
 (simclr, moco: the first design, kept for the comparison in benchmarks/contrastive_methods.py):
