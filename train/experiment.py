@@ -145,7 +145,8 @@ PRESETS = {
         finetune_steps=300, finetune_batch=32, seq_len=4, lr=1e-3, seeds=(0, 1, 2),
         method="simclr", margin=3, inputs=INPUTS_BOTH, pretrain_inputs=INPUTS_IMAGE),
     # sized for one GPU: more identities, frames and steps; the default-width model with the
-    # 112 px crop beside the geometry (not run: no GPU was available; its time is unmeasured)
+    # 112 px crop beside the geometry (not run: no GPU was available; expected 1.5-3 h, an
+    # estimate: README, "Does pretraining help")
     "gpu": Preset(train_subjects=48, test_subjects=8, frames=1200, frame_size=(640, 480),
                   crop_size=112, tiny=False, pretrain_steps=6000, pretrain_batch=64,
                   clip_len=32, clips_per_video=4, finetune_steps=3000, finetune_batch=64,
