@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -35,6 +36,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def default_sigint() -> None:
+    """preexec_fn of a subprocess a test interrupts with SIGINT: Ctrl-C's default handling.
+
+    A shell that starts the suite as a background job ignores SIGINT in it, children inherit
+    that, and Python then never raises KeyboardInterrupt: the interrupted command would run to
+    its end. A user's Ctrl-C reaches a foreground process, which is what these tests mean.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def randomised_model(cfg, seed: int = 0):

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rtau.contract import read_onnx_contract, sha256_file
+from tests.conftest import default_sigint
 from train.__main__ import app
 from train.recipe import STAGES, RecipeConfig, RecipeError, resolve
 
@@ -109,7 +110,7 @@ def test_smoke_recipe_runs_end_to_end_and_resumes_after_ctrl_c(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     extra = (f"--set=finetune.steps={SMOKE_FINETUNE_STEPS}",)
     proc = subprocess.Popen(_recipe(out, *extra), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
     # Ctrl-C once stage 2 has written its first checkpoint
     deadline = time.monotonic() + INTERRUPT_TIMEOUT_S
     while not (out / "runs" / "finetune.pt").exists():

@@ -22,6 +22,7 @@ from rtau.capture import VideoFileSource
 from rtau.cli import app
 from rtau.media import test_media as media_file
 from rtau.render import BAR_FILL_COLOUR, BAR_TRACK_COLOUR, STATUS_HEIGHT, bar_layout
+from tests.conftest import default_sigint
 
 SCREEN = (1024, 768)
 
@@ -115,7 +116,7 @@ def test_ctrl_c_keeps_every_row(tiny_onnx, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtau.cli", "live", "--source", str(media_file("single_face.mp4")),
          "--headless", "--pace", "--csv", str(out), "--model", str(tiny_onnx)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or len(read_table(out)) < 10):
