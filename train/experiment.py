@@ -77,7 +77,7 @@ GATE_MIN_ICC = 0.5  # METHOD.md: the 100% scratch arm must learn
 GATE_FALL_TOLERANCE = 0.05  # ICC may not fall by more (or the seed std) as labels grow
 GATE_FAILED_EXIT = 3
 # stage 1 head turns between geometry views; measured on the cpu data, seed 0: probe ICC 0.60
-# vs 0.55 without, stage 2 at 1% labels 0.540 vs 0.464 (README, "Does pretraining help")
+# vs 0.55 without, stage 2 at 1% labels 0.540 vs 0.464 (README, "Which stage 1 objective")
 POSE_JITTER_DEG = 6.0
 MIN_VERDICT_SEEDS = 3  # a verdict needs a spread over at least this many seeds
 
@@ -87,8 +87,9 @@ class Preset:
     """Sizes of one experiment (data, model, steps); see PRESETS.
 
     Stage 2 takes finetune_batch sequences of seq_len frames per step. `inputs` is the model's
-    (train/model.py), in both stages; stage 1 runs `method` with `margin` (frames of the same
-    video masked around a positive) and, for geometry, `geometry_noise` between the two views.
+    (train/model.py), in both stages unless `pretrain_inputs` names stage 1's; stage 1 runs
+    `method` with `margin` (frames of the same video masked around a positive) and, for
+    geometry, `geometry_noise` and a head turn of up to `pose_jitter` degrees between views.
     """
 
     train_subjects: int
