@@ -407,6 +407,9 @@ def finetune_command(
     baseline_prior_frames: Annotated[int, typer.Option(
         help="geometry, scratch only: weight in frames of the neutral prior the baseline starts "
              "from (0: none)")] = 0,
+    absolute_fade_frames: Annotated[int, typer.Option(
+        help="geometry, new models: frames over which a new face's difference from the neutral "
+             "prior fades out of the encoder's input (0: none)")] = 0,
     cold_start: Annotated[float, typer.Option(
         help="geometry: share of clips started from the zero state (a face first seen "
              "mid-expression)")] = 0.0,

@@ -46,7 +46,7 @@ class StageFields:
     """The config fields both training stages take, with flags of the same names: the model
     (`tiny`, a test-sized model, or `width` and `hidden_size`; `norm` batch | group; `inputs`
     image | geometry | image+geometry, "" for the default: an --init checkpoint's, else image;
-    `baseline_prior_frames` for geometry models: train/model.py),
+    `baseline_prior_frames` and `absolute_fade_frames` for geometry models: train/model.py),
     `seed`,
     `checkpoint_every` (steps), `device` (auto | cpu | cuda) and `quiet` (no progress)."""
 
@@ -56,6 +56,7 @@ class StageFields:
     norm: str = "batch"
     inputs: str = ""
     baseline_prior_frames: int = 0
+    absolute_fade_frames: int = 0
     seed: int = 0
     checkpoint_every: int = 200
     device: str = "auto"
@@ -67,10 +68,12 @@ class StageFields:
         if self.tiny:
             return replace(ModelConfig.tiny(au_names=au_names, crop_size=crop_size,
                                             norm=self.norm, inputs=inputs),
-                           baseline_prior_frames=self.baseline_prior_frames)
+                           baseline_prior_frames=self.baseline_prior_frames,
+                           absolute_fade_frames=self.absolute_fade_frames)
         return ModelConfig(crop_size=crop_size, width=self.width, hidden_size=self.hidden_size,
                            au_names=au_names, norm=self.norm, inputs=inputs,
-                           baseline_prior_frames=self.baseline_prior_frames)
+                           baseline_prior_frames=self.baseline_prior_frames,
+                           absolute_fade_frames=self.absolute_fade_frames)
 
 
 class NonFiniteLoss(RtauError):

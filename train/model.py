@@ -99,6 +99,8 @@ class ModelConfig:
     geometry_absolute: the encoder also sees the absolute geometry, not only its change.
     baseline_prior_frames: the weight in frames of the population-neutral prior the baseline
       starts from (0: no prior; see the module docstring).
+    absolute_fade_frames: F > 0 gives the encoder a second view of a new face, its geometry
+      minus the population-neutral prior, weighted 1 - count / F (0 from frame F on).
     """
 
     crop_size: int = 112
@@ -113,6 +115,7 @@ class ModelConfig:
     baseline_frames: int = 300
     geometry_absolute: bool = False
     baseline_prior_frames: int = 0
+    absolute_fade_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -121,6 +124,8 @@ class ModelConfig:
             raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
         if self.baseline_frames < 1:
             raise ValueError(f"baseline_frames must be at least 1, got {self.baseline_frames}")
+        if self.absolute_fade_frames < 0:
+            raise ValueError(f"absolute_fade_frames must be >= 0, got {self.absolute_fade_frames}")
         if self.baseline_prior_frames < 0:
             raise ValueError(
                 f"baseline_prior_frames must be >= 0, got {self.baseline_prior_frames}")
@@ -277,17 +282,22 @@ class GeometryEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.absolute = cfg.geometry_absolute
-        inputs = cfg.geometry_size * (2 if self.absolute else 1)
+        self.faded = cfg.absolute_fade_frames > 0
+        inputs = cfg.geometry_size * (1 + self.absolute + self.faded)
         self.net = nn.Sequential(
             nn.Linear(inputs, GEOMETRY_LAYER), nn.ReLU(),
             nn.Linear(GEOMETRY_LAYER, cfg.geometry_features), nn.ReLU(),
         )
 
-    def forward(self, geometry: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
-        change = (geometry - baseline) * DELTA_SCALE
+    def forward(self, geometry: torch.Tensor, baseline: torch.Tensor,
+                faded: torch.Tensor | None = None) -> torch.Tensor:
+        """faded [N, G]: the fading difference from the prior (absolute_fade_frames models)."""
+        parts = [(geometry - baseline) * DELTA_SCALE]
         if self.absolute:
-            return self.net(torch.cat([change, geometry * RAW_SCALE], -1))
-        return self.net(change)
+            parts.append(geometry * RAW_SCALE)
+        if self.faded:
+            parts.append(faded * DELTA_SCALE)
+        return self.net(parts[0] if len(parts) == 1 else torch.cat(parts, -1))
 
 
 class AUModel(nn.Module):
@@ -301,10 +311,23 @@ class AUModel(nn.Module):
         self.gru = GRUCell(cfg.gru_input_size, cfg.hidden_size)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, len(cfg.au_names))
-        if cfg.uses_geometry and cfg.baseline_prior_frames > 0:
+        if cfg.uses_geometry and (cfg.baseline_prior_frames > 0 or cfg.absolute_fade_frames > 0):
             self.register_buffer("baseline_prior", torch.zeros(cfg.geometry_size))
         else:
             self.baseline_prior = None
+
+    @property
+    def prior_in_baseline(self) -> bool:
+        """Whether the running baseline itself starts at the prior (baseline_prior_frames)."""
+        return self.has_prior and self.cfg.baseline_prior_frames > 0
+
+    def faded_absolute(self, geometry: torch.Tensor, count: torch.Tensor) -> torch.Tensor | None:
+        """(geometry - prior) * clamp(1 - count / F, 0, 1) [N, G], count [N, 1] the frames seen
+        including this one; None without absolute_fade_frames."""
+        if self.cfg.absolute_fade_frames <= 0:
+            return None
+        weight = torch.clamp(1.0 - count / float(self.cfg.absolute_fade_frames), 0.0, 1.0)
+        return (geometry - self.baseline_prior) * weight
 
     @property
     def has_prior(self) -> bool:
@@ -313,12 +336,13 @@ class AUModel(nn.Module):
     def set_baseline_prior(self, prior: torch.Tensor) -> None:
         """Set the population-neutral geometry float32[G] (models with baseline_prior_frames)."""
         if not self.has_prior:
-            raise ValueError("this model has no baseline prior (baseline_prior_frames = 0)")
+            raise ValueError("this model has no baseline prior (baseline_prior_frames and "
+                             "absolute_fade_frames are 0)")
         self.baseline_prior.copy_(torch.as_tensor(prior, dtype=torch.float32))
 
     def effective_baseline(self, offset: torch.Tensor) -> torch.Tensor:
         """The baseline the encoder compares against, from the state's baseline part [..., G]."""
-        return offset if not self.has_prior else offset + self.baseline_prior
+        return offset + self.baseline_prior if self.prior_in_baseline else offset
 
     def init_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """The zero state of `batch` new faces, [B, H] (H = cfg.state_size)."""
@@ -348,7 +372,7 @@ class AUModel(nn.Module):
         # plain scalars, so the exported step is Add / Clip / Div (no Shape or Min nodes)
         step = 1.0 if present is None else present
         count = torch.clamp(count + step, max=float(self.cfg.baseline_frames))
-        if self.has_prior:
+        if self.prior_in_baseline:
             k = float(self.cfg.baseline_prior_frames)
             target = geometry - self.baseline_prior
             return mean + step * (target - mean) / (count + k), count
@@ -356,14 +380,17 @@ class AUModel(nn.Module):
         return mean, count
 
     def frame_features(self, images: torch.Tensor | None, geometry: torch.Tensor | None,
-                       baseline: torch.Tensor | None) -> torch.Tensor:
+                       baseline: torch.Tensor | None, count: torch.Tensor | None = None
+                       ) -> torch.Tensor:
         """GRU inputs of N frames [N, gru_input_size] from images [N, S, S, 3] and geometry and
-        its baseline [N, G], each given when the model uses it."""
+        its baseline [N, G] (and the frames counted, [N, 1], for absolute_fade_frames), each
+        given when the model uses it."""
         parts = []
         if self.cfg.uses_image:
             parts.append(self.features(images))
         if self.cfg.uses_geometry:
-            parts.append(self.geometry_encoder(geometry, baseline))
+            faded = None if count is None else self.faded_absolute(geometry, count)
+            parts.append(self.geometry_encoder(geometry, baseline, faded))
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
     def baselines(
@@ -375,13 +402,25 @@ class AUModel(nn.Module):
         b, t, _ = geometry.shape
         if state is None:
             state = self.init_state(b, geometry.device)
+        means, _, mean, count = self._baseline_track(geometry, state, present)
+        return means, mean, count
+
+    def _baseline_track(
+        self, geometry: torch.Tensor, state: torch.Tensor | None, present: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`baselines` plus the count after each frame: (means [B, T, G], counts [B, T, 1],
+        last mean, last count)."""
+        b, t, _ = geometry.shape
+        if state is None:
+            state = self.init_state(b, geometry.device)
         _, mean, count = self.split_state(state)
-        means = []
+        means, counts = [], []
         for i in range(t):
             p = None if present is None else present[:, i : i + 1].to(geometry.dtype)
             mean, count = self.update_baseline(geometry[:, i], mean, count, p)
             means.append(mean)
-        return torch.stack(means, 1), mean, count
+            counts.append(count)
+        return torch.stack(means, 1), torch.stack(counts, 1), mean, count
 
     def encode_sequence(
         self, images: torch.Tensor | None, state: torch.Tensor | None = None,
@@ -393,13 +432,14 @@ class AUModel(nn.Module):
         ref = images if images is not None else geometry
         b, t = ref.shape[:2]
         flat_images = None if images is None else images.reshape(b * t, *images.shape[2:])
-        flat_geometry = flat_base = tail = None
+        flat_geometry = flat_base = flat_count = tail = None
         if self.cfg.uses_geometry:
-            means, mean, count = self.baselines(geometry, state, present)
+            means, counts, mean, count = self._baseline_track(geometry, state, present)
             flat_geometry = geometry.reshape(b * t, -1)
             flat_base = self.effective_baseline(means.reshape(b * t, -1))
+            flat_count = counts.reshape(b * t, 1)
             tail = torch.cat([mean, count], -1)
-        feats = self.frame_features(flat_images, flat_geometry, flat_base)
+        feats = self.frame_features(flat_images, flat_geometry, flat_base, flat_count)
         return feats.reshape(b, t, -1), tail
 
     def raw_readout(self, h: torch.Tensor) -> torch.Tensor:
@@ -419,7 +459,7 @@ class AUModel(nn.Module):
             h = self.gru(self.features(image), h)
             return self.readout(h), h
         mean, count = self.update_baseline(geometry, mean, count)
-        h = self.gru(self.frame_features(image, geometry, self.effective_baseline(mean)), h)
+        h = self.gru(self.frame_features(image, geometry, self.effective_baseline(mean), count), h)
         return self.readout(h), torch.cat([h, mean, count], -1)
 
     def run_gru(

@@ -435,6 +435,9 @@ def pretrain_command(
         help="image | geometry | image+geometry (geometry: a dynamics method)")] = "",
     baseline_prior_frames: Annotated[int, typer.Option(
         help="geometry: weight in frames of the neutral prior the baseline starts from")] = 0,
+    absolute_fade_frames: Annotated[int, typer.Option(
+        help="geometry, new models: frames over which a new face's difference from the neutral "
+             "prior fades out of the encoder's input (0: none)")] = 0,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 200,
     probe_store: Annotated[Path | None, typer.Option(help="labeled store: linear probe at "

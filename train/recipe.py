@@ -61,7 +61,8 @@ DEFAULT_PRESET = "cpu"
 STAGES = ("synth", "prepare", "pretrain", "frames", "finetune", "evaluate", "export")
 SECTIONS = ("synth", "prepare", "model", "pretrain", "frames", "finetune", "evaluate",
             "export")
-MODEL_FIELDS = ("tiny", "width", "hidden_size", "baseline_prior_frames")
+MODEL_FIELDS = ("tiny", "width", "hidden_size", "baseline_prior_frames",
+                "absolute_fade_frames")
 REAL_CLIPS = ("single_face.mp4", "face_noface.mov", "noface_face.mov")
 REAL_CLIPS_PERSON = "pyfeat_man"  # the one man of all three clips
 TEST_SEED_OFFSET = 1000  # the test subjects' synth seed: recipe seed + this

@@ -106,13 +106,13 @@ def test_config_rejects_unknown_keys():
         ModelConfig.from_dict({"crop_size": 112, "depth": 50})
 
 
-@pytest.mark.parametrize("inputs,prior", [("geometry", 0), ("image+geometry", 0),
-                                          ("geometry", 20)])
-def test_geometry_models_unrolled_step_equals_forward_sequence(inputs, prior):
+@pytest.mark.parametrize("inputs,prior,fade", [("geometry", 0, 0), ("image+geometry", 0, 0),
+                                               ("geometry", 20, 0), ("geometry", 0, 5)])
+def test_geometry_models_unrolled_step_equals_forward_sequence(inputs, prior, fade):
     cfg = dataclasses.replace(ModelConfig.tiny(crop_size=64, inputs=inputs),
-                              baseline_prior_frames=prior)
+                              baseline_prior_frames=prior, absolute_fade_frames=fade)
     model = randomised_model(cfg)
-    if prior:
+    if prior or fade:
         model.set_baseline_prior(0.1 * torch.rand(956) - 0.05)
     assert cfg.state_size == cfg.hidden_size + 956 + 1
     assert (model.backbone is None) == (inputs == "geometry")
@@ -196,3 +196,18 @@ def test_the_prior_travels_in_checkpoints(tmp_path):
     save_checkpoint(tmp_path / "p.pt", model, step=1)
     back = load_checkpoint(tmp_path / "p.pt").model
     assert back.cfg.baseline_prior_frames == 10 and torch.equal(back.baseline_prior, prior)
+
+
+def test_a_faded_absolute_view_sees_a_new_face_against_the_prior_then_fades_out():
+    cfg = dataclasses.replace(ModelConfig.tiny(inputs="geometry", crop_size=64),
+                              absolute_fade_frames=4)
+    model = AUModel(cfg)
+    assert model.has_prior and not model.prior_in_baseline
+    model.set_baseline_prior(torch.zeros(956))
+    face = torch.full((1, 956), 0.2)
+    counts = torch.tensor([[1.0], [2.0], [4.0], [9.0]])
+    faded = model.faded_absolute(face.expand(4, 956), counts)
+    assert torch.allclose(faded[:, 0], torch.tensor([0.15, 0.1, 0.0, 0.0]))
+    # the baseline itself is the face's own, as without a prior
+    means, _, _ = model.baselines(face[:, None].expand(1, 3, 956), None, None)
+    assert torch.allclose(model.effective_baseline(means)[0, :, 0], torch.full((3,), 0.2))

@@ -83,7 +83,7 @@ class GeometrySource:
     def for_model(cls, store: ClipStore, model: AUModel) -> GeometrySource:
         """The source of `model`'s baseline rule (its memory, and its prior if it has one)."""
         prior = None
-        if model.has_prior:
+        if model.prior_in_baseline:
             prior = model.baseline_prior.detach().cpu().numpy().astype(np.float32)
         return cls(store, model.cfg.baseline_frames, prior, model.cfg.baseline_prior_frames)
 
