@@ -189,10 +189,12 @@ def test_scores_and_limits_go_into_the_manifest(tiny_model, tmp_path):
     assert not (tmp_path / "n.onnx").exists()
 
 
-def test_a_baseline_prior_is_part_of_the_exported_step(tmp_path):
+@pytest.mark.parametrize("prior,fade", [(10, 0), (0, 20)])
+def test_a_baseline_prior_is_part_of_the_exported_step(tmp_path, prior, fade):
     import dataclasses
 
-    cfg = dataclasses.replace(ModelConfig.tiny(inputs="geometry"), baseline_prior_frames=10)
+    cfg = dataclasses.replace(ModelConfig.tiny(inputs="geometry"), baseline_prior_frames=prior,
+                              absolute_fade_frames=fade)
     model = randomised_model(cfg, seed=3)
     model.set_baseline_prior(0.2 * torch.rand(956, generator=torch.Generator().manual_seed(4))
                              - 0.1)
