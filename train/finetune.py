@@ -209,6 +209,11 @@ def init_identities(init: str) -> list[str]:
     return sorted(seen)
 
 
+def _set_prior(model: AUModel, store: ClipStore, train_ids: Sequence[str]) -> None:
+    """A model's baseline prior from the training videos (label-free)."""
+    model.set_baseline_prior(torch.from_numpy(geometry_prior([(store, v) for v in train_ids])))
+
+
 def build_model(config: FinetuneConfig, store: ClipStore, console: Console,
                 train_ids: Sequence[str] = ()) -> tuple:
     """(model, load report or None) for --init scratch | CKPT, with the store's AUs and size; a
@@ -217,8 +222,7 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console,
         torch.manual_seed(config.seed)
         model = AUModel(config.model_config(store.crop_size, store.au_names))
         if model.has_prior:
-            model.set_baseline_prior(
-                torch.from_numpy(geometry_prior([(store, v) for v in train_ids])))
+            _set_prior(model, store, train_ids)
         return model, None
     init = load_checkpoint(config.init)
     check_alignment(config.init, init.extra, store)
@@ -232,8 +236,7 @@ def build_model(config: FinetuneConfig, store: ClipStore, console: Console,
     model = AUModel(replace(base, au_names=store.au_names, inputs=config.inputs or base.inputs))
     report = load_pretrained(model, config.init)
     if model.has_prior and PRIOR_KEY in report.missing:
-        model.set_baseline_prior(
-            torch.from_numpy(geometry_prior([(store, v) for v in train_ids])))
+        _set_prior(model, store, train_ids)
     if not config.quiet:
         console.print(report.describe())
     return model, report

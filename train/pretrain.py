@@ -363,13 +363,12 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
         if contrast.dynamics:
             items, video, frame = sampler.batch(config.batch_size, rng)
             clips = [clip for _, clip in items]
-            inputs = batch_inputs(model.cfg, clips, [sources[id(s)] for s, _ in items], device)
+            # built on the CPU, where the views draw their randomness, then moved
+            inputs = batch_inputs(model.cfg, clips, [sources[id(s)] for s, _ in items])
             view_a = view_b = inputs
             if inputs.images is not None:
-                images = torch.from_numpy(np.stack([c.images for c in clips]))
-                a, b = views(images, images, generator)
-                view_a = replace(view_a, images=a.to(device))
-                view_b = replace(view_b, images=b.to(device))
+                a, b = views(inputs.images, inputs.images, generator)
+                view_a, view_b = replace(view_a, images=a), replace(view_b, images=b)
             if inputs.geometry is not None:
                 landmarks = found = None
                 if config.pose_jitter > 0:
@@ -377,7 +376,8 @@ def _run(config: PretrainConfig, runtime: loop.Runtime, console: Console, on_ste
                     landmarks, found = [p[0] for p in pairs], [p[1] for p in pairs]
                 a, b = geometry_views(inputs.geometry, generator, landmarks, found)
                 view_a, view_b = replace(view_a, geometry=a), replace(view_b, geometry=b)
-            terms = wrapped(view_a, view_b, torch.from_numpy(video), torch.from_numpy(frame))
+            terms = wrapped(view_a.to(device), view_b.to(device), torch.from_numpy(video),
+                            torch.from_numpy(frame))
             return sum(w * F.cross_entropy(logits, labels) for _, w, logits, labels in terms)
         a, b = sampler.batch(config.batch_size, rng)
         view_a, view_b = views(torch.from_numpy(a), torch.from_numpy(b), generator)

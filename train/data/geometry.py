@@ -123,6 +123,14 @@ class ModelInputs:
     present: torch.Tensor | None
     state: torch.Tensor | None
 
+    def to(self, device: str | torch.device) -> ModelInputs:
+        """The same inputs on `device`."""
+        def moved(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return ModelInputs(moved(self.images), moved(self.geometry), moved(self.present),
+                           moved(self.state))
+
 
 def batch_inputs(cfg: ModelConfig, clips: Sequence[Clip],
                  source: GeometrySource | Sequence[GeometrySource] | None,
