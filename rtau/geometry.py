@@ -44,7 +44,29 @@ def geometry_features(landmarks: np.ndarray) -> np.ndarray:
 
 
 def geometry_batch(landmarks: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """float32[B, G] of B faces' landmarks (each float[478, 2|3], frame pixels)."""
+    """float32[B, G] of B faces' landmarks (each float[478, 2|3], frame pixels): row b equals
+    `geometry_features(landmarks[b])`, the B similarity fits solved at once (training turns
+    and re-aligns thousands of faces a step)."""
     if len(landmarks) == 0:
         return np.zeros((0, GEOMETRY_SIZE), np.float32)
-    return np.stack([geometry_features(lm) for lm in landmarks])
+    lm = np.asarray(landmarks if isinstance(landmarks, np.ndarray) else np.stack(landmarks))
+    if lm.ndim != 3 or lm.shape[1] != mesh.NUM_LANDMARKS or lm.shape[2] < 2:
+        raise ValueError(f"expected landmarks of shape [B, {mesh.NUM_LANDMARKS}, 2|3], got "
+                         f"{lm.shape}")
+    alignment = get_alignment(GEOMETRY_ALIGNMENT)
+    # the closed-form fit of rtau.align.similarity_transform, on the same float32 points
+    src = lm[:, list(alignment.indices), :2].astype(np.float32).astype(np.float64)
+    dst = alignment.template(GEOMETRY_FRAME_SIZE)
+    mu_s, mu_d = src.mean(1), dst.mean(0)
+    s, d = src - mu_s[:, None], dst - mu_d
+    norm = (s * s).sum((1, 2))
+    if np.any(norm <= 1e-12 * np.maximum(1.0, np.abs(src).max((1, 2)) ** 2)):
+        raise ValueError("source points are all identical")
+    a = (s * d).sum((1, 2)) / norm
+    b = (s[..., 0] * d[:, 1] - s[..., 1] * d[:, 0]).sum(1) / norm
+    tx = mu_d[0] - a * mu_s[:, 0] + b * mu_s[:, 1]
+    ty = mu_d[1] - b * mu_s[:, 0] - a * mu_s[:, 1]
+    x, y = lm[..., 0].astype(np.float64), lm[..., 1].astype(np.float64)
+    points = np.stack([a[:, None] * x - b[:, None] * y + tx[:, None],
+                       b[:, None] * x + a[:, None] * y + ty[:, None]], -1)
+    return (points / GEOMETRY_FRAME_SIZE - 0.5).reshape(len(lm), -1).astype(np.float32)

@@ -197,18 +197,22 @@ class GeometryViews:
             clips.append(features)
         return torch.from_numpy(np.stack(clips))
 
+    def view(self, geometry: torch.Tensor, generator: torch.Generator,
+             landmarks: list[np.ndarray] | None = None,
+             found: list[np.ndarray] | None = None) -> torch.Tensor:
+        """One view of geometry float32[B, T, G] (same shape). With pose jitter it is made from
+        the clips' landmarks (B x float[T, 478, 3], found B x bool[T]) instead."""
+        base = geometry
+        if self.pose_jitter_deg > 0:
+            if landmarks is None or found is None:
+                raise ValueError("pose jitter needs the clips' landmarks")
+            base = self._posed(landmarks, found, generator).to(geometry.device)
+        noise = torch.randn(geometry.shape, generator=generator).to(geometry.device)
+        return base + self.noise_std * noise
+
     def __call__(self, geometry: torch.Tensor, generator: torch.Generator,
                  landmarks: list[np.ndarray] | None = None,
                  found: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """geometry float32[B, T, G] -> (view_a, view_b), same shape. With pose jitter the views
-        are made from the clips' landmarks (B x float[T, 478, 3], found B x bool[T]) instead."""
-        def view() -> torch.Tensor:
-            base = geometry
-            if self.pose_jitter_deg > 0:
-                if landmarks is None or found is None:
-                    raise ValueError("pose jitter needs the clips' landmarks")
-                base = self._posed(landmarks, found, generator).to(geometry.device)
-            noise = torch.randn(geometry.shape, generator=generator).to(geometry.device)
-            return base + self.noise_std * noise
-
-        return view(), view()
+        """geometry float32[B, T, G] -> (view_a, view_b), two independent `view`s."""
+        return (self.view(geometry, generator, landmarks, found),
+                self.view(geometry, generator, landmarks, found))

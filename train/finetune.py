@@ -23,6 +23,12 @@ each training sequence from the baseline its first frame would have live
 --augment (default on): each sequence gets one draw of the stage 1 augmentations (small
 crop/scale jitter, colour jitter, blur, grayscale, horizontal flip; train/augment.py) for all its
 frames; the flip keeps labels valid because the AUs are intensities of both sides of the face.
+For geometry models, `pose_jitter` (degrees) turns each sequence's head by its own yaw and pitch
+before the alignment, and `geometry_noise` (crop sides) adds landmark noise per frame: the
+stage 1 views' augmentations, one view per sequence (`train.augment.GeometryViews`).
+`ccc_weight` w adds w x mean over AUs of (1 - CCC), the concordance of the batch's labeled
+predictions with their labels: a penalty for predictions whose spread or mean is off, which the
+per-frame loss alone lets shrink toward the mean where the signal is weak.
 --fold F of --num-folds: train on the subjects outside fold F (train/evaluate.py's
 subject-exclusive folds); --fold -1 trains on every video of the store.
 The checkpoint at --out is written atomically (every checkpoint_every steps, at the end, on
@@ -44,7 +50,7 @@ from rich.console import Console
 
 from rtau.commands.options import config_from_options
 from train import loop
-from train.augment import AugmentConfig, ClipAugment
+from train.augment import AugmentConfig, ClipAugment, GeometryViews
 from train.data.geometry import GeometrySource, ModelInputs, batch_inputs, geometry_prior
 from train.data.splits import ALL, check_split, split_video_ids
 from train.data.store import (
@@ -64,6 +70,7 @@ SCRATCH = "scratch"
 NEW_HEAD_PREFIX = "head."  # the only keys a pretrained load may leave out...
 NEW_GEOMETRY_PREFIX = "geometry_encoder."  # ...besides a geometry encoder new to the model
 WIDENED_KEY = "gru.input_proj.weight"  # [3 hidden, inputs]: grows when geometry is added
+CCC_EPS = 1e-6  # intensity units squared: a batch's labels that vary less count as constant
 PRIOR_KEY = "baseline_prior"  # new too when geometry is added: set from the training videos
 
 
@@ -91,6 +98,9 @@ class FinetuneConfig(loop.StageFields):
     augment: bool = True
     split: str = ALL  # train | test | all: videos of one split of synthetic data
     cold_start: float = 0.0  # share of clips started from the zero state (geometry models)
+    geometry_noise: float = 0.0  # geometry models, with augment: landmark noise (crop sides)
+    pose_jitter: float = 0.0  # geometry models, with augment: head turn per sequence (degrees)
+    ccc_weight: float = 0.0  # weight of the mean (1 - CCC) term over AUs (see the docstring)
 
     def check(self) -> None:
         check_split(self.split)
@@ -107,6 +117,10 @@ class FinetuneConfig(loop.StageFields):
             raise ValueError("--cnn-lr-scale must be >= 0 (0 freezes the CNN)")
         if not 0.0 <= self.cold_start <= 1.0:
             raise ValueError(f"--cold-start must be in [0, 1], got {self.cold_start}")
+        if self.geometry_noise < 0 or self.pose_jitter < 0:
+            raise ValueError("--geometry-noise and --pose-jitter must be >= 0")
+        if self.ccc_weight < 0:
+            raise ValueError(f"--ccc-weight must be >= 0, got {self.ccc_weight}")
 
     @property
     def cnn_frozen(self) -> bool:
@@ -198,6 +212,26 @@ def masked_loss(
     else:
         total = F.smooth_l1_loss(p, y, reduction="sum")
     return total / mask.sum().clamp(min=1)
+
+
+def concordance_loss(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over AUs of 1 - CCC (Lin's concordance) over the labeled entries: pred, labels
+    [..., K], mask bool [..., K]. CCC_k = 2 cov / (var_p + var_y + (mean_p - mean_y)^2) over AU
+    k's labeled entries; AUs with fewer than two, or with labels that do not vary, are left
+    out. 0 (with a graph) when no AU counts."""
+    k = pred.shape[-1]
+    p, y, m = pred.reshape(-1, k), labels.reshape(-1, k), mask.reshape(-1, k).to(pred.dtype)
+    n = m.sum(0)
+    y = torch.where(m > 0, y, torch.zeros_like(y))  # unlabeled values never enter the graph
+    mean_p, mean_y = (p * m).sum(0) / n.clamp(min=1), (y * m).sum(0) / n.clamp(min=1)
+    dp, dy = (p - mean_p) * m, (y - mean_y) * m
+    var_p, var_y = (dp ** 2).sum(0) / n.clamp(min=1), (dy ** 2).sum(0) / n.clamp(min=1)
+    cov = (dp * dy).sum(0) / n.clamp(min=1)
+    ccc = 2 * cov / (var_p + var_y + (mean_p - mean_y) ** 2 + CCC_EPS)
+    counts = (n >= 2) & (var_y > CCC_EPS)
+    if not bool(counts.any()):
+        return pred.sum() * 0.0
+    return (1.0 - ccc[counts]).mean()
 
 
 def init_identities(init: str) -> list[str]:
@@ -346,6 +380,8 @@ def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_ste
         loop.save_training_state(out, model, step, STAGE, config, optimizer, history, **extra)
 
     augment = ClipAugment(AugmentConfig())
+    geometry_views = GeometryViews(config.geometry_noise, config.pose_jitter)
+    augment_geometry = config.augment and (config.geometry_noise > 0 or config.pose_jitter > 0)
     # built once: its index of labeled clip positions costs a pass over every label mask
     sampler = ClipSampler(store, config.seq_len, train_ids, frames, seed=config.seed,
                           labeled_only=True)
@@ -365,8 +401,18 @@ def _run(config: FinetuneConfig, runtime: loop.Runtime, console: Console, on_ste
             # grid_sample per frame
             flip = torch.rand(len(clips), generator=generator) < augment.config.flip_probability
             inputs = replace(inputs, images=augment(inputs.images, flip, generator))
+        if augment_geometry and inputs.geometry is not None:
+            landmarks = found = None
+            if config.pose_jitter > 0:
+                pairs = [geometry.landmarks(c) for c in clips]
+                landmarks, found = [p[0] for p in pairs], [p[1] for p in pairs]
+            inputs = replace(inputs, geometry=geometry_views.view(
+                inputs.geometry, generator, landmarks, found))
         pred = sequence_outputs(model, inputs)
-        return masked_loss(pred, labels, mask, config.loss)
+        loss = masked_loss(pred, labels, mask, config.loss)
+        if config.ccc_weight > 0:
+            loss = loss + config.ccc_weight * concordance_loss(pred, labels, mask)
+        return loss
 
     loop.run_steps(
         stage=STAGE, schedule=loop.Schedule.of(config), start=start, optimizer=optimizer,
@@ -416,6 +462,13 @@ def finetune_command(
     cold_start: Annotated[float, typer.Option(
         help="geometry: share of clips started from the zero state (a face first seen "
              "mid-expression)")] = 0.0,
+    geometry_noise: Annotated[float, typer.Option(
+        help="geometry, with --augment: per-frame landmark noise (crop sides)")] = 0.0,
+    pose_jitter: Annotated[float, typer.Option(
+        help="geometry, with --augment: head turn per sequence, yaw / pitch up to +-degrees")
+    ] = 0.0,
+    ccc_weight: Annotated[float, typer.Option(
+        help="weight of the mean (1 - CCC) term over AUs, beside --loss (0: none)")] = 0.0,
 ) -> None:
     """Stage 2: regress AU intensities from sparse labeled frames, BPTT through the GRU."""
     config = config_from_options(FinetuneConfig, locals())

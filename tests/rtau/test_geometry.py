@@ -53,10 +53,25 @@ def test_an_expression_changes_the_features_where_it_moves_points():
 
 
 def test_batch_and_bad_input():
-    faces = [_face(3), _face(4)]
+    rng = np.random.default_rng(1)
+    faces = []
+    for i in range(3, 40):  # each face somewhere else in the frame: its own turn, size, place
+        angle, scale = rng.uniform(-0.5, 0.5), rng.uniform(0.5, 4.0)
+        c, s_ = scale * np.cos(angle), scale * np.sin(angle)
+        face = _face(i)
+        face[:, :2] = face[:, :2] @ np.array([[c, s_], [-s_, c]]) + rng.uniform(0, 500, 2)
+        face[:, :2] += rng.normal(0, 0.5, face[:, :2].shape)
+        faces.append(face)
     batch = geometry_batch(faces)
-    assert batch.shape == (2, GEOMETRY_SIZE)
-    np.testing.assert_array_equal(batch[1], geometry_features(faces[1]))
+    assert batch.shape == (len(faces), GEOMETRY_SIZE)
+    # the batched fit is the per-face one (to float32 rounding), for lists and arrays alike
+    one_by_one = np.stack([geometry_features(f) for f in faces])
+    np.testing.assert_allclose(batch, one_by_one, rtol=0, atol=2e-7)
+    np.testing.assert_array_equal(geometry_batch(np.stack(faces)), batch)
     assert geometry_batch([]).shape == (0, GEOMETRY_SIZE)
+    with pytest.raises(ValueError, match="landmarks of shape"):
+        geometry_batch(np.zeros((2, 68, 2)))
+    with pytest.raises(ValueError, match="identical"):
+        geometry_batch(np.zeros((1, 478, 3)))
     with pytest.raises(ValueError, match="landmarks of shape"):
         geometry_features(np.zeros((68, 2)))

@@ -147,6 +147,28 @@ def test_masked_loss_kinds_and_empty_mask():
     assert float(masked_loss(pred, labels, torch.zeros_like(mask))) == 0.0
 
 
+def test_concordance_loss_counts_spread_and_mean_of_labeled_frames_only():
+    from train.finetune import concordance_loss
+
+    torch.manual_seed(0)
+    labels = torch.rand(4, 16, 3) * 5
+    labels[..., 2] = 1.0  # a constant AU: no concordance to measure, left out
+    mask = torch.rand(4, 16, 3) > 0.3
+    assert float(concordance_loss(labels.clone(), labels, mask)) == pytest.approx(0.0, abs=1e-5)
+    shrunk = labels.mean() + 0.3 * (labels - labels.mean())  # correlation 1, spread too small
+    assert float(concordance_loss(shrunk, labels, mask)) > 0.3
+    assert float(concordance_loss(labels + 1.0, labels, mask)) > 0.05  # an offset costs too
+    # what is not labeled neither counts nor gets gradient, whatever its label holds
+    pred = labels.clone().requires_grad_(True)
+    garbage = torch.where(mask, labels, torch.full_like(labels, float("nan")))
+    loss = concordance_loss(pred + torch.randn_like(pred) * 0.1, garbage, mask)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.count_nonzero(pred.grad[~mask]) == 0
+    assert torch.count_nonzero(pred.grad[..., 2]) == 0
+    nothing = concordance_loss(pred, labels, torch.zeros_like(mask))
+    assert float(nothing.detach()) == 0.0 and nothing.requires_grad
+
+
 def test_learns_the_toy_problem_from_pretrained_weights(store, pretrained, tmp_path):
     losses: list[float] = []
     out = finetune(config(store, tmp_path / "ft.pt", init=str(pretrained), steps=40,
@@ -224,6 +246,40 @@ def test_a_geometry_model_learns_the_toy_problem_from_landmarks(store, tmp_path)
     assert late < 0.7 * early, (early, late)
     model = load_checkpoint(out).model
     assert model.cfg.inputs == "geometry" and model.backbone is None
+
+
+def test_geometry_augmentation_turns_and_jitters_the_training_sequences(store, tmp_path,
+                                                                       monkeypatch):
+    import train.finetune as stage
+
+    seen: list[torch.Tensor] = []
+    real = stage.sequence_outputs
+
+    def recording(model, inputs):  # passes through: the run is unchanged
+        seen.append(inputs.geometry.clone())
+        return real(model, inputs)
+
+    monkeypatch.setattr(stage, "sequence_outputs", recording)
+
+    def first_batch(name: str, **changes) -> torch.Tensor:
+        seen.clear()
+        finetune(config(store, tmp_path / f"{name}.pt", inputs="geometry", steps=2, batch_size=4,
+                        seq_len=8, **changes))
+        return seen[0]
+
+    plain = first_batch("plain", augment=False, pose_jitter=6.0, geometry_noise=0.01)
+    # a geometry model has no other augmentation: with both at 0 the batch is the plain one
+    assert torch.equal(first_batch("none"), plain)
+    noise = first_batch("noisy", geometry_noise=0.01) - plain
+    assert abs(float(noise.std()) - 0.01) < 0.001 and abs(float(noise.mean())) < 0.001
+    turned = first_batch("turned", pose_jitter=6.0) - plain
+    # a head turn (the toy faces are nearly flat: a small change) is one turn per sequence,
+    # smooth along it, and another for each sequence
+    assert float(turned.abs().max()) > 0.001
+    assert not torch.allclose(turned[0, 0], turned[1, 0], atol=1e-4)
+    assert float((turned[:, 1:] - turned[:, :-1]).abs().max()) < 0.5 * float(turned.abs().max())
+    with pytest.raises(ValueError, match="pose-jitter"):
+        config(store, tmp_path / "bad.pt", pose_jitter=-1.0).check()
 
 
 @pytest.mark.parametrize("prior_frames", [0, 10])
