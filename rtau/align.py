@@ -162,15 +162,31 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst = np.asarray(dst, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
         raise ValueError(f"need matching [N>=2, 2] point sets, got {src.shape} and {dst.shape}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    norm = float((s * s).sum())
-    if norm <= 1e-12 * max(1.0, float(np.abs(src).max()) ** 2):
+    return similarity_transforms(src[None], dst)[0]
+
+
+def similarity_transforms(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """`similarity_transform` of B point sets at once: src float[B, N, 2] (each in its own
+    frame) onto one dst float[N, 2] -> float64[B, 2, 3]. ValueError if any src is degenerate."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.ndim != 3 or src.shape[1:] != dst.shape or dst.ndim != 2 or dst.shape[1] != 2 \
+            or dst.shape[0] < 2:
+        raise ValueError(f"need [B, N>=2, 2] point sets onto [N, 2], got {src.shape} and "
+                         f"{dst.shape}")
+    mu_s, mu_d = src.mean(1), dst.mean(0)
+    s, d = src - mu_s[:, None], dst - mu_d
+    norm = (s * s).sum((1, 2))
+    if np.any(norm <= 1e-12 * np.maximum(1.0, np.abs(src).max((1, 2)) ** 2)):
         raise ValueError("source points are all identical")
-    a = float((s * d).sum()) / norm  # Re(conj(s) d)
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm  # Im(conj(s) d)
-    return np.array([[a, -b, mu_d[0] - a * mu_s[0] + b * mu_s[1]],
-                     [b, a, mu_d[1] - b * mu_s[0] - a * mu_s[1]]])
+    a = (s * d).sum((1, 2)) / norm  # Re(conj(s) d)
+    b = (s[..., 0] * d[:, 1] - s[..., 1] * d[:, 0]).sum(1) / norm  # Im(conj(s) d)
+    out = np.empty((len(src), 2, 3))
+    out[:, 0, 0], out[:, 0, 1] = a, -b
+    out[:, 1, 0], out[:, 1, 1] = b, a
+    out[:, 0, 2] = mu_d[0] - a * mu_s[:, 0] + b * mu_s[:, 1]
+    out[:, 1, 2] = mu_d[1] - b * mu_s[:, 0] - a * mu_s[:, 1]
+    return out
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

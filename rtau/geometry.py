@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtau import mesh
-from rtau.align import RIGID, get_alignment, transform_points
+from rtau.align import RIGID, get_alignment, similarity_transforms
 from rtau.contract import GEOMETRY_LANDMARKS_XY, KNOWN_GEOMETRY
 
 GEOMETRY_LAYOUT = GEOMETRY_LANDMARKS_XY
@@ -37,16 +37,12 @@ GEOMETRY_ALIGNMENT = RIGID
 
 def geometry_features(landmarks: np.ndarray) -> np.ndarray:
     """float32[G] features of one face: landmarks float[478, 2|3] in frame pixels (any frame)."""
-    lm = np.asarray(landmarks, np.float64)
-    matrix = get_alignment(GEOMETRY_ALIGNMENT).matrix(lm, GEOMETRY_FRAME_SIZE)
-    points = transform_points(lm[:, :2], matrix) / GEOMETRY_FRAME_SIZE - 0.5
-    return points.reshape(-1).astype(np.float32)
+    return geometry_batch(np.asarray(landmarks)[None])[0]
 
 
 def geometry_batch(landmarks: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """float32[B, G] of B faces' landmarks (each float[478, 2|3], frame pixels): row b equals
-    `geometry_features(landmarks[b])`, the B similarity fits solved at once (training turns
-    and re-aligns thousands of faces a step)."""
+    """float32[B, G] of B faces' landmarks (each float[478, 2|3], frame pixels), the B
+    similarity fits solved at once (training turns and re-aligns thousands of faces a step)."""
     if len(landmarks) == 0:
         return np.zeros((0, GEOMETRY_SIZE), np.float32)
     lm = np.asarray(landmarks if isinstance(landmarks, np.ndarray) else np.stack(landmarks))
@@ -54,19 +50,11 @@ def geometry_batch(landmarks: list[np.ndarray] | np.ndarray) -> np.ndarray:
         raise ValueError(f"expected landmarks of shape [B, {mesh.NUM_LANDMARKS}, 2|3], got "
                          f"{lm.shape}")
     alignment = get_alignment(GEOMETRY_ALIGNMENT)
-    # the closed-form fit of rtau.align.similarity_transform, on the same float32 points
-    src = lm[:, list(alignment.indices), :2].astype(np.float32).astype(np.float64)
-    dst = alignment.template(GEOMETRY_FRAME_SIZE)
-    mu_s, mu_d = src.mean(1), dst.mean(0)
-    s, d = src - mu_s[:, None], dst - mu_d
-    norm = (s * s).sum((1, 2))
-    if np.any(norm <= 1e-12 * np.maximum(1.0, np.abs(src).max((1, 2)) ** 2)):
-        raise ValueError("source points are all identical")
-    a = (s * d).sum((1, 2)) / norm
-    b = (s[..., 0] * d[:, 1] - s[..., 1] * d[:, 0]).sum(1) / norm
-    tx = mu_d[0] - a * mu_s[:, 0] + b * mu_s[:, 1]
-    ty = mu_d[1] - b * mu_s[:, 0] - a * mu_s[:, 1]
+    # the float32 points of Alignment.points, as the live crop's fit takes them
+    src = lm[:, list(alignment.indices), :2].astype(np.float32)
+    matrices = similarity_transforms(src, alignment.template(GEOMETRY_FRAME_SIZE))
     x, y = lm[..., 0].astype(np.float64), lm[..., 1].astype(np.float64)
-    points = np.stack([a[:, None] * x - b[:, None] * y + tx[:, None],
-                       b[:, None] * x + a[:, None] * y + ty[:, None]], -1)
+    m = matrices[:, :, :, None]  # [B, 2, 3, 1]: each face's affine against its N points
+    points = np.stack([m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2],
+                       m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]], -1)
     return (points / GEOMETRY_FRAME_SIZE - 0.5).reshape(len(lm), -1).astype(np.float32)
